@@ -1,0 +1,238 @@
+"""The decision engine: pure functions from a load profile to architecture choices.
+
+Nothing here imports Copier or Jinja. Every function takes the standards data (the parsed
+standards.yml) explicitly and returns a `Decision`: the choice and the reason, so the
+template can show the reason in prompts and in the service's decision record.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+Standards = dict[str, Any]
+
+EXPOSURES = ("external", "internal", "both")
+CHURN_LEVELS = ("low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A computed choice with the reason behind it (and the numbers, where there are any)."""
+
+    choice: Any
+    reason: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fmt(n: float) -> str:
+    """Format a number with thousands separators and no needless decimals."""
+    if float(n).is_integer():
+        return f"{int(n):,}"
+    return f"{n:,.2f}"
+
+
+def go_justified(
+    peak_rps: int, p99_ms: int, packets_per_s: int, cpu_bound: bool, std: Standards
+) -> Decision:
+    """Is Go justified for this load? Playbook: only above the thresholds, strictly."""
+    t = std["thresholds"]
+    reasons = []
+    if peak_rps > t["go_min_peak_rps"]:
+        reasons.append(f"peak {_fmt(peak_rps)} req/s > {_fmt(t['go_min_peak_rps'])} req/s")
+    if p99_ms < t["go_max_p99_ms"]:
+        reasons.append(f"p99 target {_fmt(p99_ms)} ms < {_fmt(t['go_max_p99_ms'])} ms")
+    if packets_per_s > t["go_min_packets_per_s"]:
+        reasons.append(
+            f"packet work {_fmt(packets_per_s)}/s > {_fmt(t['go_min_packets_per_s'])}/s"
+        )
+    if cpu_bound:
+        reasons.append("the work is CPU-bound")
+    if reasons:
+        return Decision(True, "Go is justified: " + "; ".join(reasons) + ".")
+    return Decision(
+        False,
+        "Go is not justified by the numbers: "
+        f"peak {_fmt(peak_rps)} req/s <= {_fmt(t['go_min_peak_rps'])}, "
+        f"p99 target {_fmt(p99_ms)} ms >= {_fmt(t['go_max_p99_ms'])} ms, "
+        f"packets {_fmt(packets_per_s)}/s <= {_fmt(t['go_min_packets_per_s'])}/s, "
+        "not CPU-bound. The platform standard for this load is Flask (Python).",
+    )
+
+
+def xdp_tier(packets_per_s: int, std: Standards) -> Decision:
+    """Packet-processing tier: standard Go networking, consider XDP, or XDP required."""
+    t = std["thresholds"]
+    lo, hi = t["xdp_consider_packets_per_s"], t["xdp_required_packets_per_s"]
+    if packets_per_s < lo:
+        return Decision(
+            "standard", f"{_fmt(packets_per_s)} packets/s < {_fmt(lo)}/s: standard Go networking."
+        )
+    if packets_per_s <= hi:
+        return Decision(
+            "consider",
+            f"{_fmt(packets_per_s)} packets/s is within {_fmt(lo)}-{_fmt(hi)}/s: "
+            "consider XDP, profile the standard path first.",
+        )
+    return Decision(
+        "required", f"{_fmt(packets_per_s)} packets/s > {_fmt(hi)}/s: XDP/AF_XDP is required."
+    )
+
+
+def transport(exposure: str) -> Decision:
+    """REST for clients, gRPC between services, both when both call it."""
+    if exposure == "external":
+        return Decision("rest", "Called by external clients: REST (JSON over HTTP) on a versioned path.")
+    if exposure == "internal":
+        return Decision("grpc", "Called by other services only: gRPC with health checks.")
+    if exposure == "both":
+        return Decision(
+            "rest+grpc", "Called by clients and services: REST and gRPC over one service layer."
+        )
+    raise ValueError(f"exposure must be one of {', '.join(EXPOSURES)}, not {exposure!r}")
+
+
+def router(delivery_speed_first: bool = False) -> Decision:
+    """chi for lean explicit REST; gin when delivery speed and its ecosystem matter."""
+    if delivery_speed_first:
+        return Decision("gin", "Delivery speed and gin's middleware ecosystem come first.")
+    return Decision(
+        "chi",
+        "chi: lean, explicit, net/http-native routing; the router costs 2-4% of a request, "
+        "so the choice is about code, not speed.",
+    )
+
+
+def data_layer(schema_churn: str) -> Decision:
+    """sqlc for type-safe SQL on hot paths; GORM when the schema churns; sqlx is opt-in."""
+    if schema_churn in ("low", "medium"):
+        return Decision(
+            "sqlc",
+            f"Schema churn is {schema_churn}: sqlc gives type-safe SQL at raw-driver speed.",
+        )
+    if schema_churn == "high":
+        return Decision(
+            "gorm", "Schema churn is high: GORM keeps model changes cheap (about 1.5x read cost)."
+        )
+    raise ValueError(
+        f"schema_churn must be one of {', '.join(CHURN_LEVELS)}, not {schema_churn!r}"
+    )
+
+
+def _clamp(value: float, lo: float, hi: float) -> float:
+    return max(lo, min(hi, value))
+
+
+def pool_size(peak_rps: int, std: Standards) -> Decision:
+    """DB pool size per instance from Little's law: L = lambda x W, with headroom, clamped."""
+    s = std["sizing"]
+    per_instance_rps = peak_rps / s["replicas"]
+    query_rate = per_instance_rps * s["db_queries_per_request"]
+    concurrency = query_rate * s["db_query_ms"] / 1000.0
+    raw = math.ceil(concurrency * s["pool_headroom"])
+    size = int(_clamp(raw, s["pool_min"], s["pool_max"]))
+    clamp_note = ""
+    if size != raw:
+        clamp_note = f", clamped to [{s['pool_min']}, {s['pool_max']}]"
+    return Decision(
+        size,
+        f"Little's law: {_fmt(per_instance_rps)} req/s per instance x "
+        f"{s['db_queries_per_request']} query x {s['db_query_ms']} ms = "
+        f"{concurrency:.1f} connections busy; x {s['pool_headroom']} headroom = {raw}{clamp_note}.",
+        {
+            "replicas": s["replicas"],
+            "per_instance_rps": per_instance_rps,
+            "concurrency": round(concurrency, 2),
+            "raw": raw,
+        },
+    )
+
+
+def timeouts(p99_ms: int, std: Standards) -> Decision:
+    """Per-request deadline and HTTP server timeouts derived from the p99 target."""
+    s = std["sizing"]
+    raw = p99_ms * s["request_timeout_p99_multiple"]
+    request = int(_clamp(raw, s["request_timeout_min_ms"], s["request_timeout_max_ms"]))
+    budget = {
+        "request_ms": request,
+        "read_header_ms": s["read_header_timeout_ms"],
+        "read_ms": request + s["io_allowance_ms"],
+        "write_ms": request + s["io_allowance_ms"],
+        "idle_ms": s["idle_timeout_ms"],
+        "shutdown_ms": s["shutdown_timeout_ms"],
+        "drain_delay_ms": s["drain_delay_ms"],
+        "db_statement_ms": request,
+    }
+    clamp_note = "" if request == raw else (
+        f", clamped to [{s['request_timeout_min_ms']}, {s['request_timeout_max_ms']}] ms"
+    )
+    return Decision(
+        budget,
+        f"Request deadline = p99 {p99_ms} ms x {s['request_timeout_p99_multiple']} = "
+        f"{raw} ms{clamp_note}; read/write timeouts add {s['io_allowance_ms']} ms for I/O; "
+        f"database statements share the request deadline.",
+    )
+
+
+def rate_limit(peak_rps: int, std: Standards) -> Decision:
+    """Per-client token bucket: no single client takes more than a share of the peak."""
+    s = std["sizing"]
+    raw = peak_rps * s["rate_limit_client_share"]
+    rps = int(_clamp(math.ceil(raw), s["rate_limit_min_rps"], s["rate_limit_max_rps"]))
+    burst = rps * s["rate_limit_burst_multiple"]
+    return Decision(
+        {"rps": rps, "burst": burst},
+        f"One client may take {s['rate_limit_client_share']:.0%} of peak {_fmt(peak_rps)} req/s "
+        f"= {_fmt(raw)} req/s, clamped to [{s['rate_limit_min_rps']}, {s['rate_limit_max_rps']}] "
+        f"-> {rps} req/s, burst {burst}.",
+    )
+
+
+def plural(noun: str) -> str:
+    """English plural of a lower-case resource noun (table names, collection paths)."""
+    if noun.endswith(("s", "x", "z", "ch", "sh")):
+        return noun + "es"
+    if noun.endswith("y") and len(noun) > 1 and noun[-2] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + "s"
+
+
+def go_version(requested: str, std: Standards) -> Decision:
+    """The go.mod directive for a supported Go line."""
+    supported = std["go"]["supported"]
+    if requested not in supported:
+        raise ValueError(f"go_version must be one of {', '.join(supported)}, not {requested!r}")
+    return Decision(
+        f"{requested}.0", f"Go {requested} is a supported release line; go.mod says go {requested}.0."
+    )
+
+
+def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
+    """Every computed decision for a set of answers, as plain data for the templates."""
+    go = go_justified(
+        answers["peak_rps"], answers["p99_ms"], answers["packets_per_s"], answers["cpu_bound"], std
+    )
+    resource = answers["resource"]
+    return {
+        "go": go.as_dict(),
+        "go_directive": go_version(answers["go_version"], std).choice,
+        "xdp": xdp_tier(answers["packets_per_s"], std).as_dict(),
+        "transport": transport(answers["exposure"]).as_dict(),
+        "router": router().as_dict(),
+        "data_layer": data_layer(answers["schema_churn"]).as_dict(),
+        "pool": pool_size(answers["peak_rps"], std).as_dict(),
+        "timeouts": timeouts(answers["p99_ms"], std).as_dict(),
+        "rate_limit": rate_limit(answers["peak_rps"], std).as_dict(),
+        "tools": std["tools"],
+        "modules": [dict(name=k, **v) for k, v in sorted(std["modules"].items(), key=lambda kv: kv[1]["path"])],
+        "resource": {
+            "name": resource,
+            "Name": resource[:1].upper() + resource[1:],
+            "plural": plural(resource),
+            "Plural": plural(resource)[:1].upper() + plural(resource)[1:],
+        },
+    }

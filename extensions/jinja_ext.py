@@ -1,0 +1,127 @@
+"""Jinja glue: exposes the standards data, the decision engine and the validators to
+copier.yml and to the templates.
+
+Copier loads this file by path (copier_template_extensions.TemplateExtensionLoader), once per
+template version. The sibling modules and standards.yml are loaded by path too, under names
+unique to this file's location, so two template versions in one process (as in an update)
+never share a stale copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+from copier_template_extensions import ContextHook
+from jinja2.ext import Extension
+
+HERE = Path(__file__).resolve().parent
+
+
+def _load(name: str) -> ModuleType:
+    tag = hashlib.sha1(str(HERE).encode()).hexdigest()[:10]
+    full = f"_copier_go_service_{tag}_{name}"
+    spec = importlib.util.spec_from_file_location(full, HERE / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[full] = module  # dataclasses need the module registered
+    spec.loader.exec_module(module)
+    return module
+
+
+decisions = _load("decisions")
+validators = _load("validators")
+STANDARDS: dict[str, Any] = yaml.safe_load((HERE / "standards.yml").read_text(encoding="utf-8"))
+
+REQUIRED_FOR_PLAN = (
+    "peak_rps", "p99_ms", "packets_per_s", "cpu_bound", "exposure", "schema_churn",
+    "go_version", "resource",
+)
+
+
+def _answer_rule(question: str, value: Any) -> str:
+    """One entry point for every copier.yml validator: "" when valid, else the rule."""
+    limits = STANDARDS["answers"]
+    if question in limits:
+        return validators.int_range(question, value, limits[question]["min"], limits[question]["max"])
+    if question == "service_slug":
+        return validators.slug(value)
+    if question == "module_path":
+        return validators.module_path(value)
+    if question == "resource":
+        return validators.resource(value)
+    if question == "go_justification":
+        return validators.justification(value)
+    if question == "project_name":
+        return validators.text(question, value, 80)
+    if question == "description":
+        return validators.text(question, value, 200)
+    if question == "owner":
+        return validators.text(question, value, 80)
+    raise KeyError(f"no validator for question {question!r}")
+
+
+def _go_verdict(peak_rps: Any, p99_ms: Any, packets_per_s: Any, cpu_bound: Any) -> dict[str, Any]:
+    return decisions.go_justified(
+        int(peak_rps), int(p99_ms), int(packets_per_s), bool(cpu_bound), STANDARDS
+    ).as_dict()
+
+
+def _recommend(kind: str, *args: Any) -> dict[str, Any]:
+    if kind == "transport":
+        return decisions.transport(*args).as_dict()
+    if kind == "data_layer":
+        return decisions.data_layer(*args).as_dict()
+    if kind == "xdp":
+        return decisions.xdp_tier(int(args[0]), STANDARDS).as_dict()
+    if kind == "pool":
+        return decisions.pool_size(int(args[0]), STANDARDS).as_dict()
+    if kind == "timeouts":
+        return decisions.timeouts(int(args[0]), STANDARDS).as_dict()
+    raise KeyError(f"no recommendation named {kind!r}")
+
+
+class GoServiceGlobals(Extension):
+    """Globals for copier.yml: standards, validators and recommendations."""
+
+    def __init__(self, environment):
+        super().__init__(environment)
+        environment.globals["std"] = STANDARDS
+        environment.globals["answer_rule"] = _answer_rule
+        environment.globals["go_verdict"] = _go_verdict
+        environment.globals["recommend"] = _recommend
+        environment.filters["go_string"] = _go_string
+
+
+def _go_string(value: Any) -> str:
+    """A Go interpreted string literal for any text."""
+    s = str(value)
+    out = ['"']
+    for ch in s:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ord(ch) < 0x20:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+class GoServiceContext(ContextHook):
+    """At render time, adds `plan` (every computed decision) to the template context."""
+
+    def hook(self, context: dict[str, Any]) -> None:
+        if context.get("_copier_phase") != "render":
+            return
+        if any(k not in context for k in REQUIRED_FOR_PLAN):
+            return
+        context["plan"] = decisions.plan({k: context[k] for k in REQUIRED_FOR_PLAN}, STANDARDS)
+        context["R"] = context["plan"]["resource"]
