@@ -53,7 +53,12 @@ def go_justified(
     if cpu_bound:
         reasons.append("the work is CPU-bound")
     if reasons:
-        return Decision(True, "Go is justified: " + "; ".join(reasons) + ".")
+        return Decision(True, "Go is justified: " + "; ".join(reasons) + ".", {"brief": "Go is justified"})
+    brief = (
+        f"Go is not justified: {_fmt(peak_rps)} req/s <= {_fmt(t['go_min_peak_rps'])}, "
+        f"p99 {_fmt(p99_ms)} ms >= {_fmt(t['go_max_p99_ms'])} ms, no heavy packet or CPU work "
+        "(standard: Flask)"
+    )
     return Decision(
         False,
         "Go is not justified by the numbers: "
@@ -61,6 +66,7 @@ def go_justified(
         f"p99 target {_fmt(p99_ms)} ms >= {_fmt(t['go_max_p99_ms'])} ms, "
         f"packets {_fmt(packets_per_s)}/s <= {_fmt(t['go_min_packets_per_s'])}/s, "
         "not CPU-bound. The platform standard for this load is Flask (Python).",
+        {"brief": brief},
     )
 
 

@@ -1,0 +1,173 @@
+"""Shared fixtures: in-process rendering, Go tool helpers, and the CI no-skip rule.
+
+In CI (CI=true, set by .ci/run) a missing Go toolchain, tool or database server fails the
+test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import copier
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+STANDARDS = yaml.safe_load((ROOT / "extensions" / "standards.yml").read_text())
+IN_CI = os.environ.get("CI", "").lower() == "true"
+TOOLS_DIR = Path(
+    os.environ.get("CGS_TOOLS_DIR", Path.home() / ".cache" / "copier-go-service" / "bin")
+)
+
+# Keep Go offline-safe and quiet: the local toolchain only, shared module and build caches.
+GO_ENV = {"GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false", "CGO_ENABLED": "0"}
+
+
+def unavailable(what: str) -> None:
+    """Skip locally, fail in CI: nothing may silently skip there."""
+    if IN_CI:
+        pytest.fail(f"{what} (CI=true: this must not skip)")
+    pytest.skip(what)
+
+
+def go_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(GO_ENV)
+    env.update(extra)
+    return env
+
+
+def run(cmd: list[str], cwd: Path, timeout: int = 900, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    """Run a command, failing the test with its output when it fails."""
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=go_env(**env), capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(
+            f"{' '.join(cmd)} exited {proc.returncode} in {cwd}\n"
+            f"--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def render(dst: Path, data: dict[str, Any] | None = None, skip_tasks: bool = False, **kw: Any) -> Path:
+    """Render the working tree of the template into dst, in-process."""
+    copier.run_copy(
+        str(ROOT),
+        str(dst),
+        data=data or {},
+        defaults=True,
+        unsafe=True,
+        vcs_ref="HEAD",
+        skip_tasks=skip_tasks,
+        quiet=True,
+        **kw,
+    )
+    return dst
+
+
+@pytest.fixture(autouse=True)
+def _isolated_copier_settings(tmp_path_factory, monkeypatch):
+    """User-level Copier settings must not leak into the tests."""
+    settings = tmp_path_factory.getbasetemp() / "copier-settings.yml"
+    if not settings.exists():
+        settings.write_text("{}\n")
+    monkeypatch.setenv("COPIER_SETTINGS_PATH", str(settings))
+
+
+@pytest.fixture(scope="session")
+def go_bin() -> str:
+    go = shutil.which("go")
+    if not go:
+        unavailable("the Go toolchain ('go') is not on PATH")
+    return go
+
+
+def go_tool(name: str) -> Path:
+    """Build a pinned tool from source (the standards data names path and version) once,
+    into a shared cache directory, and return its path."""
+    if not shutil.which("go"):
+        unavailable("the Go toolchain ('go') is not on PATH")
+    spec = STANDARDS["tools"][name]
+    binary = TOOLS_DIR / spec["version"] / Path(spec["path"]).name
+    if not binary.exists():
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        cgo = "1" if name == "sqlc" else "0"  # sqlc's parser needs cgo
+        proc = subprocess.run(
+            ["go", "install", f"{spec['path']}@{spec['version']}"],
+            env=go_env(GOBIN=str(binary.parent), CGO_ENABLED=cgo),
+            capture_output=True, text=True, timeout=1800,
+        )
+        if proc.returncode != 0:
+            unavailable(f"could not build {name} {spec['version']} from source:\n{proc.stderr[-3000:]}")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def golangci_lint() -> Path:
+    return go_tool("golangci_lint")
+
+
+@pytest.fixture(scope="session")
+def sqlc() -> Path:
+    return go_tool("sqlc")
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> str:
+    dsn = os.environ.get("TEST_POSTGRES_DSN", "")
+    if not dsn:
+        unavailable("TEST_POSTGRES_DSN is not set (start a server with .ci/postgres.sh)")
+    return dsn
+
+
+# Rendered projects shared by the Go toolchain, smoke and database tests. Each is rendered
+# once per session, with Copier's tasks (go mod tidy, gofmt), like a user's first copy.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    # Below the Go thresholds (so a justification), another resource with an irregular
+    # plural, CPU-bound off, internal callers, high churn: the other branch of every choice.
+    "justified-category": {
+        "project_name": "Catalog API",
+        "module_path": "example.com/platform/catalog-api",
+        "peak_rps": 800,
+        "p99_ms": 200,
+        "exposure": "internal",
+        "schema_churn": "high",
+        "resource": "category",
+        "go_justification": "The team ships only Go services and shares this codebase's libraries.",
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def projects(tmp_path_factory, go_bin) -> dict[str, Path]:
+    """Every variant, rendered with tasks, keyed by name (rendered lazily on first use)."""
+    cache: dict[str, Path] = {}
+
+    class Lazy(dict):
+        def __missing__(self, name: str) -> Path:
+            dst = tmp_path_factory.mktemp(f"proj-{name}") / "svc"
+            settings = tmp_path_factory.getbasetemp() / "copier-settings.yml"
+            if not settings.exists():
+                settings.write_text("{}\n")
+            os.environ["COPIER_SETTINGS_PATH"] = str(settings)
+            render(dst, VARIANTS[name])
+            cache[name] = dst
+            self[name] = dst
+            return dst
+
+    return Lazy()
+
+
+def slug_of(project: Path) -> str:
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    return answers["service_slug"]
+
+
+sys.path.insert(0, str(ROOT))

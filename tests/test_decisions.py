@@ -1,0 +1,193 @@
+"""Unit tests of the decision engine and the answer validators, against the playbook tables
+(boundaries included)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from extensions import decisions as d
+from extensions import validators as v
+from tests.conftest import STANDARDS as STD
+
+
+# ---------------------------------------------------------------- Go or not
+@pytest.mark.parametrize(
+    ("rps", "p99", "pps", "cpu", "expected"),
+    [
+        (10_000, 10, 100_000, False, False),  # every boundary exactly: not justified
+        (10_001, 10, 0, False, True),  # > 10,000 req/s
+        (100, 9, 0, False, True),  # < 10 ms
+        (100, 10, 100_001, False, True),  # > 100,000 packets/s
+        (100, 10, 100_000, False, False),
+        (100, 500, 0, True, True),  # CPU-bound
+        (1, 60_000, 0, False, False),
+    ],
+)
+def test_go_justified_thresholds(rps, p99, pps, cpu, expected):
+    decision = d.go_justified(rps, p99, pps, cpu, STD)
+    assert decision.choice is expected
+    assert decision.reason
+
+
+def test_go_justified_reasons_name_the_numbers():
+    yes = d.go_justified(20_000, 5, 0, False, STD)
+    assert "20,000 req/s > 10,000" in yes.reason and "5 ms < 10 ms" in yes.reason
+    no = d.go_justified(500, 100, 0, False, STD)
+    assert "not justified" in no.reason and "Flask" in no.reason
+
+
+# ---------------------------------------------------------------- XDP tier
+@pytest.mark.parametrize(
+    ("pps", "tier"),
+    [
+        (0, "standard"),
+        (99_999, "standard"),
+        (100_000, "consider"),
+        (500_000, "consider"),
+        (500_001, "required"),
+    ],
+)
+def test_xdp_tier(pps, tier):
+    assert d.xdp_tier(pps, STD).choice == tier
+
+
+# ---------------------------------------------------------------- transport, data layer
+def test_transport():
+    assert d.transport("external").choice == "rest"
+    assert d.transport("internal").choice == "grpc"
+    assert d.transport("both").choice == "rest+grpc"
+    with pytest.raises(ValueError, match="exposure must be one of"):
+        d.transport("public")
+
+
+def test_router():
+    assert d.router().choice == "chi"
+    assert d.router(delivery_speed_first=True).choice == "gin"
+
+
+def test_data_layer():
+    assert d.data_layer("low").choice == "sqlc"
+    assert d.data_layer("medium").choice == "sqlc"
+    assert d.data_layer("high").choice == "gorm"
+    with pytest.raises(ValueError, match="schema_churn"):
+        d.data_layer("sometimes")
+
+
+# ---------------------------------------------------------------- sizing
+def test_pool_size_is_littles_law_with_headroom():
+    s = STD["sizing"]
+    rps = 20_000
+    expected = math.ceil(rps / s["replicas"] * s["db_queries_per_request"] * s["db_query_ms"] / 1000 * s["pool_headroom"])
+    decision = d.pool_size(rps, STD)
+    assert decision.choice == min(max(expected, s["pool_min"]), s["pool_max"])
+    assert "Little's law" in decision.reason
+
+
+def test_pool_size_clamps():
+    s = STD["sizing"]
+    assert d.pool_size(1, STD).choice == s["pool_min"]
+    low = d.pool_size(1, STD)
+    assert "clamped" in low.reason
+    assert d.pool_size(10_000_000, STD).choice == s["pool_max"]
+
+
+def test_timeouts_derive_from_p99():
+    s = STD["sizing"]
+    mid_p99 = (s["request_timeout_min_ms"] // s["request_timeout_p99_multiple"]) + 50
+    t = d.timeouts(mid_p99, STD).choice
+    assert t["request_ms"] == mid_p99 * s["request_timeout_p99_multiple"]
+    assert t["read_ms"] == t["request_ms"] + s["io_allowance_ms"]
+    assert t["write_ms"] == t["request_ms"] + s["io_allowance_ms"]
+    assert t["db_statement_ms"] == t["request_ms"]
+    assert d.timeouts(1, STD).choice["request_ms"] == s["request_timeout_min_ms"]
+    assert d.timeouts(60_000, STD).choice["request_ms"] == s["request_timeout_max_ms"]
+    assert t["shutdown_ms"] < 30_000  # inside Kubernetes' default grace period
+
+
+def test_rate_limit():
+    s = STD["sizing"]
+    r = d.rate_limit(20_000, STD).choice
+    assert r["rps"] == math.ceil(20_000 * s["rate_limit_client_share"])
+    assert r["burst"] == r["rps"] * s["rate_limit_burst_multiple"]
+    assert d.rate_limit(1, STD).choice["rps"] == s["rate_limit_min_rps"]
+    assert d.rate_limit(10_000_000, STD).choice["rps"] == s["rate_limit_max_rps"]
+
+
+def test_go_version_only_supported_lines():
+    assert d.go_version(STD["go"]["default"], STD).choice == STD["go"]["default"] + ".0"
+    with pytest.raises(ValueError, match="go_version must be one of"):
+        d.go_version("1.22", STD)
+
+
+@pytest.mark.parametrize(
+    ("noun", "plural"),
+    [("item", "items"), ("category", "categories"), ("box", "boxes"), ("day", "days"), ("status", "statuses"), ("match", "matches")],
+)
+def test_plural(noun, plural):
+    assert d.plural(noun) == plural
+
+
+def test_plan_has_every_decision():
+    answers = dict(peak_rps=20_000, p99_ms=50, packets_per_s=0, cpu_bound=False, exposure="external",
+                   schema_churn="low", go_version="1.26", resource="item")
+    plan = d.plan(answers, STD)
+    for key in ("go", "go_directive", "xdp", "transport", "router", "data_layer", "pool", "timeouts", "rate_limit", "resource", "modules", "tools"):
+        assert key in plan
+    assert plan["resource"] == {"name": "item", "Name": "Item", "plural": "items", "Plural": "Items"}
+    assert {m["path"] for m in plan["modules"]} == {m["path"] for m in STD["modules"].values()}
+
+
+def test_standards_pin_every_version():
+    for spec in list(STD["modules"].values()) + list(STD["tools"].values()):
+        assert spec["version"].startswith("v"), spec
+
+
+# ---------------------------------------------------------------- validators
+@pytest.mark.parametrize("good", ["billing-api", "svc", "a1", "orders-v2"])
+def test_slug_ok(good):
+    assert v.slug(good) == ""
+
+
+@pytest.mark.parametrize("bad", ["Billing", "billing_api", "-x", "x-", "a--b", "1abc", "", "a b", "x" * 41])
+def test_slug_bad(bad):
+    assert "service_slug" in v.slug(bad)
+
+
+@pytest.mark.parametrize("good", ["github.com/acme/billing-api", "example.com/x", "gitlab.example.org/a/b/c.v2", "go.acme.io/svc_x~1"])
+def test_module_path_ok(good):
+    assert v.module_path(good) == ""
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "billing", "github.com/acme/", "/github.com/x", "github.com//x", "GitHub.com/x", "github.com/a b", "example.com/.hidden", "example.com/con", " example.com/x"],
+)
+def test_module_path_bad(bad):
+    msg = v.module_path(bad)
+    assert msg.startswith("module_path") and "Go module path" in msg
+
+
+def test_int_range():
+    assert v.int_range("peak_rps", 5, 1, 10) == ""
+    assert "from 1 to 10" in v.int_range("peak_rps", 0, 1, 10)
+    assert "peak_rps" in v.int_range("peak_rps", 11, 1, 10)
+    assert "whole number" in v.int_range("peak_rps", "abc", 1, 10)
+    assert "whole number" in v.int_range("peak_rps", True, 1, 10)
+
+
+def test_resource():
+    assert v.resource("item") == ""
+    assert "Go keyword" in v.resource("type")
+    assert "singular lower-case noun" in v.resource("Item")
+    assert "singular lower-case noun" in v.resource("x")
+
+
+def test_justification_and_text():
+    assert "go_justification is required" in v.justification("")
+    assert "go_justification is required" in v.justification("too short")
+    assert v.justification("Our team only runs Go in production today.") == ""
+    assert "one line" in v.text("description", "two\nlines", 100)
+    assert "one line" in v.text("description", "ends a comment */", 100)
+    assert "at most 5" in v.text("owner", "abcdefg", 5)

@@ -1,0 +1,99 @@
+"""Go toolchain tests on rendered projects: gofmt, vet, golangci-lint, build, test -race,
+cross-compiles, and sqlc regeneration. Each variant is rendered once per session (with
+Copier's tasks) and shares the Go module and build caches with every other test."""
+
+from __future__ import annotations
+
+import filecmp
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import STANDARDS, VARIANTS, run, slug_of
+
+pytestmark = [pytest.mark.go, pytest.mark.slow]
+
+VARIANT_NAMES = list(VARIANTS)
+
+
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+def test_gofmt_clean(projects, variant):
+    out = run(["gofmt", "-l", "."], projects[variant]).stdout.strip()
+    assert out == "", f"not gofmt-clean: {out}"
+
+
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+def test_go_mod_is_tidy_and_verified(projects, variant):
+    proj = projects[variant]
+    assert (proj / "go.sum").is_file()
+    before = (proj / "go.mod").read_text(), (proj / "go.sum").read_text()
+    run(["go", "mod", "tidy"], proj)
+    assert ((proj / "go.mod").read_text(), (proj / "go.sum").read_text()) == before
+    run(["go", "mod", "verify"], proj)
+
+
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+def test_go_vet(projects, variant):
+    run(["go", "vet", "./..."], projects[variant])
+
+
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+def test_golangci_lint(projects, golangci_lint, variant):
+    proc = run([str(golangci_lint), "run", "./..."], projects[variant], check=False)
+    assert proc.returncode == 0, f"golangci-lint found issues:\n{proc.stdout}\n{proc.stderr}"
+
+
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+def test_go_build(projects, variant):
+    proj = projects[variant]
+    slug = slug_of(proj)
+    run(["go", "build", "-o", f"bin/{slug}", f"./cmd/{slug}"], proj)
+    assert (proj / "bin" / slug).is_file()
+
+
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+def test_go_test_race(projects, variant):
+    # -race needs cgo; the suite is otherwise CGO-free.
+    proc = run(["go", "test", "-race", "-count=1", "./..."], projects[variant], CGO_ENABLED="1")
+    assert "FAIL" not in proc.stdout
+    for pkg in ("internal/app", "internal/httpapi", "internal/service", "internal/store/sqlite", "internal/config"):
+        assert f"/{pkg}\t" in proc.stdout and "ok" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("platform", STANDARDS["images"]["platforms"])
+def test_cross_compile(projects, platform, tmp_path):
+    proj = projects["default"]
+    slug = slug_of(proj)
+    goos, goarch = platform.split("/")
+    out = tmp_path / f"{slug}-{goos}-{goarch}"
+    run(["go", "build", "-trimpath", "-o", str(out), f"./cmd/{slug}"], proj, GOOS=goos, GOARCH=goarch, CGO_ENABLED="0")
+    header = out.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF"
+    machine = int.from_bytes(header[18:20], "little")
+    assert machine == {"amd64": 0x3E, "arm64": 0xB7}[goarch]
+
+
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+def test_sqlc_regenerates_the_committed_code(projects, sqlc, variant, tmp_path):
+    """The generated sqlc code shipped in the template is what sqlc makes from the SQL."""
+    src = projects[variant]
+    work = tmp_path / "regen"
+    shutil.copytree(src, work, ignore=shutil.ignore_patterns("bin", "tmp"))
+    run([str(sqlc), "generate"], work, CGO_ENABLED="1")
+    cmp = filecmp.dircmp(src / "internal/store", work / "internal/store")
+    diffs: list[str] = []
+
+    def walk(c: filecmp.dircmp, prefix: str) -> None:
+        diffs.extend(prefix + f for f in c.diff_files + c.left_only + c.right_only)
+        for name, sub in c.subdirs.items():
+            walk(sub, f"{prefix}{name}/")
+
+    walk(cmp, "")
+    assert not diffs, f"sqlc output differs from the template's: {diffs}"
+
+
+def test_makefile_targets_exist(projects):
+    proj = projects["default"]
+    proc = run(["make", "-n", "build", "run", "test", "lint", "generate", "migrate", "docker-build", "cross"], proj)
+    assert "go build" in proc.stdout and "buildx build --platform linux/amd64,linux/arm64" in proc.stdout

@@ -1,0 +1,248 @@
+"""Render tests: which files exist for which answers, the answers file, no leftover Jinja,
+computed values, and bad answers refused with a message naming the question and the rule."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import copier
+import pytest
+import yaml
+from copier.errors import UnsafeTemplateError
+
+from tests.conftest import ROOT, STANDARDS, render
+
+JUSTIFIED_LOW = {
+    "peak_rps": 500,
+    "p99_ms": 150,
+    "go_justification": "Shared Go libraries make this the cheaper service to run.",
+}
+
+EXPECTED_FILES = [
+    ".copier-answers.yml",
+    ".dockerignore",
+    ".gitignore",
+    ".github/workflows/ci.yml",
+    ".golangci.yml",
+    "Dockerfile",
+    "Makefile",
+    "README.md",
+    "docs/adr/0001-architecture.md",
+    "go.mod",
+    "sqlc.yaml",
+    "cmd/my-service/main.go",
+    "internal/app/app.go",
+    "internal/app/app_test.go",
+    "internal/app/healthcheck.go",
+    "internal/config/config.go",
+    "internal/domain/errors.go",
+    "internal/domain/item.go",
+    "internal/health/health.go",
+    "internal/httpapi/errors.go",
+    "internal/httpapi/item.go",
+    "internal/httpapi/routes.go",
+    "internal/httpapi/server.go",
+    "internal/service/item.go",
+    "internal/service/item_test.go",
+    "internal/store/store.go",
+    "internal/store/migrations/sqlite/00001_init.sql",
+    "internal/store/migrations/postgres/00001_init.sql",
+    "internal/store/queries/sqlite/item.sql",
+    "internal/store/queries/postgres/item.sql",
+    "internal/store/sqlite/gen/item.sql.go",
+    "internal/store/postgres/gen/item.sql.go",
+    "internal/store/storetest/storetest.go",
+]
+
+
+@pytest.fixture(scope="module")
+def default(tmp_path_factory) -> Path:
+    return render(tmp_path_factory.mktemp("render") / "my-service", skip_tasks=True)
+
+
+def test_default_files(default):
+    missing = [f for f in EXPECTED_FILES if not (default / f).is_file()]
+    assert not missing
+
+
+def test_nothing_template_only_leaks(default):
+    names = {p.name for p in default.rglob("*")}
+    assert not any(n.endswith(".jinja") for n in names)
+    for leak in ("copier.yml", "extensions", "tests", "pyproject.toml", "standards.yml"):
+        assert leak not in names
+
+
+def test_answers_file(default):
+    answers = yaml.safe_load((default / ".copier-answers.yml").read_text())
+    assert answers["_src_path"] == str(ROOT)
+    assert answers["service_slug"] == "my-service"
+    assert answers["resource"] == "item"
+    assert answers["peak_rps"] == 20000
+    assert "go_justification" not in answers  # only asked below the thresholds
+
+
+def test_no_leftover_jinja(default):
+    marker = re.compile(r"\{\{|\{%|%\}|\{#")
+    offenders = [
+        str(p.relative_to(default))
+        for p in default.rglob("*")
+        if p.is_file() and marker.search(p.read_text(errors="replace"))
+    ]
+    assert not offenders
+
+
+def test_go_mod_pins_the_standards(default):
+    gomod = (default / "go.mod").read_text()
+    assert "module github.com/example/my-service" in gomod
+    assert f"go {STANDARDS['go']['default']}.0\n" in gomod
+    assert "toolchain" not in gomod
+    for spec in STANDARDS["modules"].values():
+        assert f"\t{spec['path']} {spec['version']}\n" in gomod
+
+
+def test_tools_and_images_come_from_the_standards(default):
+    makefile = (default / "Makefile").read_text()
+    for spec in STANDARDS["tools"].values():
+        assert f"{spec['path']}@{spec['version']}" in makefile
+    dockerfile = (default / "Dockerfile").read_text()
+    assert f"golang:{STANDARDS['go']['default']} AS build" in dockerfile
+    assert STANDARDS["images"]["runtime"] in dockerfile
+    assert 'HEALTHCHECK' in dockerfile and '"-healthcheck"' in dockerfile and "curl" not in dockerfile
+    assert "USER 65532:65532" in dockerfile
+    lint = yaml.safe_load((default / ".golangci.yml").read_text())
+    assert lint["version"] == "2"
+    assert {"staticcheck", "gosec", "errcheck", "ineffassign", "unused"} <= set(lint["linters"]["enable"])
+
+
+def test_template_hardcodes_no_version_or_port():
+    """Numbers and versions live in extensions/standards.yml, not in template/."""
+    version = re.compile(r"\bv\d+\.\d+\.\d+\b")
+    ports = re.compile(r"\b(8080|9090|50051)\b")
+    offenders = []
+    for p in (ROOT / "template").rglob("*"):
+        if not p.is_file():
+            continue
+        for n, line in enumerate(p.read_text().splitlines(), 1):
+            if version.search(line) or ports.search(line):
+                offenders.append(f"{p.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not offenders
+
+
+def test_computed_values_follow_the_answers(tmp_path):
+    from extensions import decisions
+
+    a = render(tmp_path / "a", {"peak_rps": 20_000, "p99_ms": 50}, skip_tasks=True)
+    b = render(tmp_path / "b", {"peak_rps": 90_000, "p99_ms": 5}, skip_tasks=True)
+    for proj, rps, p99 in ((a, 20_000, 50), (b, 90_000, 5)):
+        cfg = (proj / "internal/config/config.go").read_text()
+        pool = decisions.pool_size(rps, STANDARDS).choice
+        req = decisions.timeouts(p99, STANDARDS).choice["request_ms"]
+        assert f'env:"DB_MAX_CONNS" envDefault:"{pool}"' in cfg
+        assert f'env:"HTTP_REQUEST_TIMEOUT" envDefault:"{req}ms"' in cfg
+        adr = (proj / "docs/adr/0001-architecture.md").read_text()
+        assert f"### Database pool: {pool} connections per instance" in adr
+        assert "Little's law" in adr
+    assert (a / "internal/config/config.go").read_text() != (b / "internal/config/config.go").read_text()
+
+
+def test_justification_is_recorded(tmp_path):
+    proj = render(tmp_path / "svc", JUSTIFIED_LOW, skip_tasks=True)
+    main = (proj / "cmd/my-service/main.go").read_text()
+    assert "Go was chosen below the platform thresholds" in main
+    assert JUSTIFIED_LOW["go_justification"] in main
+    assert main.index(JUSTIFIED_LOW["go_justification"]) < main.index("package main")
+    adr = (proj / "docs/adr/0001-architecture.md").read_text()
+    assert JUSTIFIED_LOW["go_justification"] in adr and "not justified" in adr
+    answers = yaml.safe_load((proj / ".copier-answers.yml").read_text())
+    assert answers["go_justification"] == JUSTIFIED_LOW["go_justification"]
+
+
+def test_other_resource_and_go_line(tmp_path):
+    newer = STANDARDS["go"]["supported"][-1]
+    proj = render(tmp_path / "svc", {"resource": "category", "go_version": newer}, skip_tasks=True)
+    assert (proj / "internal/domain/category.go").is_file()
+    assert "/categories" in (proj / "internal/httpapi/routes.go").read_text()
+    assert "CREATE TABLE categories" in (proj / "internal/store/migrations/postgres/00001_init.sql").read_text()
+    assert f"go {newer}.0\n" in (proj / "go.mod").read_text()
+    assert f"golang:{newer} AS build" in (proj / "Dockerfile").read_text()
+
+
+BAD_ANSWERS = [
+    ({"service_slug": "Bad_Slug"}, "service_slug", "single hyphens"),
+    ({"module_path": "not a path"}, "module_path", "Go module path"),
+    ({"module_path": "nodot/x"}, "module_path", "domain name"),
+    ({"peak_rps": 0}, "peak_rps", "whole number from 1"),
+    ({"p99_ms": 10_000_000}, "p99_ms", "whole number from 1"),
+    ({"packets_per_s": -1}, "packets_per_s", "whole number from 0"),
+    ({"resource": "func"}, "resource", "Go keyword"),
+    ({"resource": "Items"}, "resource", "singular lower-case noun"),
+    ({"description": "a */ b"}, "description", "one line"),
+    ({"project_name": ""}, "project_name", "required"),
+    ({"peak_rps": 500, "p99_ms": 150}, "go_justification", "is required"),
+    ({"peak_rps": 500, "p99_ms": 150, "go_justification": ""}, "go_justification", "required when the numbers do not justify Go"),
+    ({"peak_rps": 500, "p99_ms": 150, "go_justification": "because"}, "go_justification", "at least 20 characters"),
+]
+
+
+@pytest.mark.parametrize(("data", "question", "rule"), BAD_ANSWERS)
+def test_bad_answers_are_refused(tmp_path, data, question, rule):
+    dst = tmp_path / "svc"
+    with pytest.raises(ValueError) as err:
+        render(dst, data, skip_tasks=True)
+    message = str(err.value)
+    # Copier names the question in one of two forms (validator failure / missing answer).
+    assert f"question '{question}'" in message or f'Question "{question}"' in message
+    assert rule in message
+    assert not dst.exists(), "a refused answer must leave nothing behind"
+
+
+def test_unsupported_go_version_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="go_version"):
+        render(tmp_path / "svc", {"go_version": "1.22"}, skip_tasks=True)
+    assert not (tmp_path / "svc").exists()
+
+
+def copier_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    exe = shutil.which("copier") or sys.executable
+    cmd = [exe, *args] if exe.endswith("copier") else [exe, "-m", "copier", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+def test_cli_bad_data_exits_nonzero_with_the_rule(tmp_path):
+    dst = tmp_path / "svc"
+    proc = copier_cli("copy", "--trust", "--defaults", "--vcs-ref=HEAD", "--skip-tasks",
+                      "--data", "module_path=Not A Path", str(ROOT), str(dst))
+    assert proc.returncode != 0
+    assert "module_path" in proc.stderr and "Go module path" in proc.stderr
+    assert not dst.exists()
+
+
+def test_untrusted_copy_is_refused(tmp_path):
+    with pytest.raises(UnsafeTemplateError):
+        copier.run_copy(str(ROOT), str(tmp_path / "svc"), defaults=True, vcs_ref="HEAD", quiet=True)
+    proc = copier_cli("copy", "--defaults", "--vcs-ref=HEAD", str(ROOT), str(tmp_path / "cli"))
+    assert proc.returncode == 4
+
+
+def test_tasks_fail_clearly_without_go(tmp_path):
+    """Without Go on PATH the first task stops with a message saying what to do."""
+    keep = []
+    for tool in ("git", "sh"):
+        found = shutil.which(tool)
+        assert found
+        keep.append(str(Path(found).parent))
+    keep.append(str(Path(sys.executable).parent))
+    path = os.pathsep.join(dict.fromkeys(keep))
+    env = dict(os.environ, PATH=path)
+    assert shutil.which("go", path=path) is None
+    exe = [sys.executable, "-m", "copier"]
+    proc = subprocess.run([*exe, "copy", "--trust", "--defaults", "--vcs-ref=HEAD", str(ROOT), str(tmp_path / "svc")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode != 0
+    assert "Go toolchain ('go') was not found" in proc.stderr
+    assert "--skip-tasks" in proc.stderr and "go mod tidy" in proc.stderr

@@ -1,0 +1,290 @@
+"""Smoke tests: boot the built binary of a rendered project, call it over HTTP, shut it
+down with SIGTERM. And the generated PostgreSQL tests against a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import go_env, run, slug_of
+
+pytestmark = [pytest.mark.go, pytest.mark.slow]
+
+
+class Service:
+    """The service binary running in a subprocess, with its JSON log lines collected."""
+
+    def __init__(self, binary: Path, env: dict[str, str], args: tuple[str, ...] = ()):
+        self.lines: list[dict] = []
+        self.raw: list[str] = []
+        self.proc = subprocess.Popen(
+            [str(binary), *args], env=go_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        self.api = self.metrics = ""
+
+    def _read(self) -> None:
+        assert self.proc.stdout
+        for line in self.proc.stdout:
+            self.raw.append(line)
+            try:
+                self.lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+
+    def wait_listening(self, timeout: float = 30) -> "Service":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if line.get("msg") == "listening":
+                    self.api = "http://" + line["http_addr"]
+                    self.metrics = "http://" + line["metrics_addr"]
+                    return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        pytest.fail("the service did not start listening:\n" + "".join(self.raw))
+
+    def wait_ready(self, want: int = 200, timeout: float = 30) -> "Service":
+        deadline = time.monotonic() + timeout
+        status = None
+        while time.monotonic() < deadline:
+            status, _, _ = call("GET", self.api + "/readyz")
+            if status == want:
+                return self
+            time.sleep(0.1)
+        pytest.fail(f"/readyz stayed {status}, want {want}:\n" + "".join(self.raw))
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                pytest.fail("the service ignored SIGTERM for 30 s")
+        time.sleep(0.1)
+        return self.proc.returncode
+
+
+def call(method: str, url: str, body: dict | str | None = None, headers: dict | None = None):
+    data = None
+    if body is not None:
+        data = (body if isinstance(body, str) else json.dumps(body)).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as res:
+            raw = res.read()
+            return res.status, res.headers, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        return err.code, err.headers, json.loads(raw) if raw else None
+    except (urllib.error.URLError, ConnectionError):
+        return None, {}, None
+
+
+@pytest.fixture(scope="module")
+def binary(projects, tmp_path_factory) -> Path:
+    proj = projects["default"]
+    slug = slug_of(proj)
+    out = tmp_path_factory.mktemp("bin") / slug
+    run(["go", "build", "-o", str(out), f"./cmd/{slug}"], proj)
+    return out
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    return {"HTTP_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", **extra}
+
+
+def exercise(api: str) -> None:
+    """Every endpoint and the main error paths, over real HTTP."""
+    items = api + "/api/v1/items"
+    status, headers, created = call("POST", items, {"name": "smoke"}, {"Idempotency-Key": "smoke-1", "X-Request-ID": "smoke-req"})
+    assert status == 201, created
+    assert headers.get("X-Request-ID") == "smoke-req"
+    item_id = created["id"]
+    status, headers, again = call("POST", items, {"name": "smoke"}, {"Idempotency-Key": "smoke-1"})
+    assert status == 200 and again["id"] == item_id and headers.get("Idempotent-Replayed") == "true"
+    assert call("POST", items, {"name": "other"}, {"Idempotency-Key": "smoke-1"})[0] == 409
+    status, headers, got = call("GET", f"{items}/{item_id}")
+    assert status == 200 and got["name"] == "smoke" and headers.get("ETag") == '"1"'
+    status, _, page = call("GET", items + "?limit=1")
+    assert status == 200 and len(page["data"]) == 1
+    status, _, upd = call("PUT", f"{items}/{item_id}", {"name": "renamed"}, {"If-Match": '"1"'})
+    assert status == 200 and upd["version"] == 2
+    status, _, err = call("PUT", f"{items}/{item_id}", {"name": "late"}, {"If-Match": '"1"'})
+    assert status == 409 and err["error"]["code"] == "conflict"
+    status, _, err = call("POST", items, '{"name": ')
+    assert status == 400 and err["error"]["code"] == "invalid"
+    status, err = announce_oversized_body(items)
+    assert status == 413 and err["error"]["code"] == "too_large"
+    assert call("GET", f"{items}/{uuid.uuid4()}")[0] == 404
+    assert call("DELETE", f"{items}/{item_id}")[0] == 204
+    assert call("GET", f"{items}/{item_id}")[0] == 404
+    assert call("GET", api + "/livez")[0] == 200
+
+
+def announce_oversized_body(url: str) -> tuple[int, dict]:
+    """Send only the headers of a 2 MiB body: the service must refuse it before reading."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.putrequest("POST", parts.path)
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(2 << 20))
+        conn.endheaders()
+        res = conn.getresponse()
+        return res.status, json.loads(res.read())
+    finally:
+        conn.close()
+
+
+def test_smoke_sqlite(binary, tmp_path):
+    svc = Service(binary, base_env(DB_TYPE="sqlite", DATABASE_URL=f"file:{tmp_path}/smoke.db"))
+    svc.wait_listening().wait_ready()
+    exercise(svc.api)
+    with urllib.request.urlopen(svc.metrics + "/metrics", timeout=10) as res:
+        text = res.read().decode()
+    assert 'http_requests_total{code="201",method="POST",route="/api/v1/items"} 1' in text
+    assert "go_goroutines" in text and "process_resident_memory_bytes" in text
+
+    # The container HEALTHCHECK: the binary's own -healthcheck flag, no curl.
+    port = svc.api.rsplit(":", 1)[1]
+    hc = subprocess.run([str(binary), "-healthcheck"], env=go_env(HTTP_ADDR=f":{port}", DATABASE_URL="unused"),
+                        capture_output=True, text=True, timeout=30)
+    assert hc.returncode == 0, hc.stderr
+
+    assert svc.stop() == 0
+    msgs = [line.get("msg") for line in svc.lines]
+    assert msgs.index("shutting down: readiness is now failing") < msgs.index("stopped")
+    assert all(line.get("request_id") for line in svc.lines if line.get("msg") == "request")
+
+    hc = subprocess.run([str(binary), "-healthcheck"], env=go_env(HTTP_ADDR=f":{port}", DATABASE_URL="unused"),
+                        capture_output=True, text=True, timeout=30)
+    assert hc.returncode != 0
+
+
+def test_bad_db_type_exits_with_the_accepted_values(binary):
+    proc = subprocess.run([str(binary)], env=go_env(**base_env(DB_TYPE="oracle", DATABASE_URL="x")),
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert 'DB_TYPE "oracle" is not supported: use one of postgresql, sqlite' in proc.stderr
+
+
+@pytest.mark.postgres
+def test_smoke_postgres(binary, postgres_dsn):
+    dsn = fresh_database(postgres_dsn)
+    svc = Service(binary, base_env(DB_TYPE="postgresql", DATABASE_URL=dsn))
+    svc.wait_listening().wait_ready()
+    exercise(svc.api)
+    assert svc.stop() == 0
+
+
+@pytest.mark.postgres
+def test_unreachable_database_is_not_ready_then_recovers(binary, postgres_dsn, tmp_path):
+    """A database that is down at start-up: the process stays up, /livez 200, /readyz 503;
+    when the database appears, migrations run and the service becomes ready."""
+    import socket
+
+    # A TCP forwarder we control stands in for the database's address.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    dsn = fresh_database(postgres_dsn)
+    target_port = int(dsn.split("@", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+    down_dsn = dsn.replace(f":{target_port}/", f":{port}/")
+
+    svc = Service(binary, base_env(DB_TYPE="postgresql", DATABASE_URL=down_dsn))
+    svc.wait_listening()
+    time.sleep(1)
+    assert svc.proc.poll() is None, "the service died while the database was down"
+    assert call("GET", svc.api + "/livez")[0] == 200
+    status, _, body = call("GET", svc.api + "/readyz")
+    assert status == 503 and body["checks"]["database"] != "ok"
+
+    forwarder = Forwarder(port, target_port)
+    try:
+        svc.wait_ready(timeout=30)
+        exercise(svc.api)
+    finally:
+        assert svc.stop() == 0
+        forwarder.close()
+
+
+class Forwarder:
+    """A loopback TCP proxy from one port to another (the database 'coming back')."""
+
+    def __init__(self, listen_port: int, target_port: int):
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", listen_port))
+        self.sock.listen(64)
+        self.target = target_port
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while not self.closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()
+
+
+def fresh_database(admin_dsn: str) -> str:
+    """Create a database for one test on the server and return its DSN."""
+    name = "smoke_" + uuid.uuid4().hex[:8]
+    subprocess.run(["psql", admin_dsn, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True, timeout=30)
+    head, _, tail = admin_dsn.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{name}?{tail}" if tail else f"{base}/{name}"
+
+
+@pytest.mark.postgres
+def test_generated_postgres_tests_run_against_a_real_server(projects, postgres_dsn):
+    proj = projects["default"]
+    proc = run(["go", "test", "-race", "-count=1", "-v", "-run", "TestContract", "./internal/store/postgres/"],
+               proj, CGO_ENABLED="1", TEST_POSTGRES_DSN=postgres_dsn)
+    assert "--- PASS: TestContract" in proc.stdout
+    assert "SKIP" not in proc.stdout
+    assert "--- PASS: TestContract/list_pages_in_ID_order" in proc.stdout
