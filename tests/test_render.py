@@ -57,6 +57,10 @@ EXPECTED_FILES = [
     "internal/store/sqlite/gen/item.sql.go",
     "internal/store/postgres/gen/item.sql.go",
     "internal/store/storetest/storetest.go",
+    "internal/store/storeerr/storeerr.go",
+    "internal/store/sqlite/sqlite.go",
+    "internal/store/sqlite/item.go",
+    "internal/store/postgres/item.go",
 ]
 
 
