@@ -223,7 +223,7 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
         answers["peak_rps"], answers["p99_ms"], answers["packets_per_s"], answers["cpu_bound"], std
     )
     resource = answers["resource"]
-    return {
+    result = {
         "go": go.as_dict(),
         "go_directive": go_version(answers["go_version"], std).choice,
         "xdp": xdp_tier(answers["packets_per_s"], std).as_dict(),
@@ -241,4 +241,24 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
             "plural": plural(resource),
             "Plural": plural(resource)[:1].upper() + plural(resource)[1:],
         },
+    }
+    result["computed"] = computed_summary(result, std)
+    return result
+
+
+def computed_summary(p: dict[str, Any], std: Standards) -> dict[str, Any]:
+    """The computed values a service carries (docs/adr/computed.yml): what `copier update`
+    compares to tell a team what a new standard changed."""
+    return {
+        "go": {"justified": p["go"]["choice"], "directive": p["go_directive"]},
+        "xdp_tier": p["xdp"]["choice"],
+        "transport": p["transport"]["choice"],
+        "router": p["router"]["choice"],
+        "data_layer": p["data_layer"]["choice"],
+        "db_pool_max_conns": p["pool"]["choice"],
+        "timeouts_ms": dict(p["timeouts"]["choice"]),
+        "rate_limit": dict(p["rate_limit"]["choice"]),
+        "modules": {m["path"]: m["version"] for m in p["modules"]},
+        "tools": {t["path"]: t["version"] for t in p["tools"].values()},
+        "linters": list(std["lint"]["linters"]),
     }

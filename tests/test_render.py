@@ -33,6 +33,8 @@ EXPECTED_FILES = [
     "Makefile",
     "README.md",
     "docs/adr/0001-architecture.md",
+    "docs/adr/computed.yml",
+    "scripts/check-conflicts.sh",
     "go.mod",
     "sqlc.yaml",
     "cmd/my-service/main.go",

@@ -1,0 +1,175 @@
+"""`copier update` migrations for services made from copier-go-service.
+
+Copier runs this from the *new* template version, in the service's directory (copier.yml,
+`_migrations`):
+
+  before  rewrites the answers file so answers from older versions fit this version's
+          questions (answer_migrations.yml; a Go line the standards no longer support moves
+          to a supported one), keeps a copy of docs/adr/computed.yml, and notes which
+          team-owned files (team_owned.yml) exist;
+  after   removes team-owned files the update brought back or added (Copier recreates
+          deleted `_skip_if_exists` files), compares the copy with the freshly rendered
+          computed.yml and appends what the new standard changed to
+          docs/adr/standards-updates.md (the team's file).
+
+Only the standard library and PyYAML (a Copier dependency) are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+HERE = Path(__file__).resolve().parent
+COMPUTED = Path("docs/adr/computed.yml")
+LOG = Path("docs/adr/standards-updates.md")
+ANSWERS_HEADER = "# Changes here will be overwritten by Copier; NEVER EDIT MANUALLY\n"
+
+
+def state_dir() -> Path:
+    """A place inside .git for what `before` hands to `after` (never committed)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--git-path", "copier-go-service"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        path = Path(out)
+    except (OSError, subprocess.CalledProcessError):
+        path = Path(".copier-go-service-update")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def migrate_answers(answers: dict[str, Any], migrations: list[dict[str, Any]], std: dict[str, Any]) -> list[str]:
+    """Apply renames, removals and the Go-line rule to answers in place; return notes."""
+    notes: list[str] = []
+    for m in migrations or []:
+        for old, new in (m.get("rename") or {}).items():
+            if old in answers and new not in answers:
+                answers[new] = answers.pop(old)
+                notes.append(f"answer `{old}` is now `{new}` (template {m.get('version', '?')})")
+        for old in m.get("remove") or []:
+            if old in answers:
+                del answers[old]
+                notes.append(f"answer `{old}` was dropped (template {m.get('version', '?')})")
+    supported = [str(v) for v in std["go"]["supported"]]
+    current = str(answers.get("go_version", ""))
+    if current and current not in supported:
+        def key(v: str) -> tuple[int, ...]:
+            return tuple(int(p) for p in v.split("."))
+
+        newer = [v for v in supported if key(v) > key(current)]
+        target = min(newer, key=key) if newer else str(std["go"]["default"])
+        answers["go_version"] = target
+        notes.append(f"Go {current} is no longer supported by the platform standard: moved to Go {target}")
+    return notes
+
+
+def team_owned_files(answers: dict[str, Any]) -> set[str]:
+    """The team-owned files present in the project (cwd), by team_owned.yml's patterns."""
+    patterns = yaml.safe_load((HERE / "team_owned.yml").read_text(encoding="utf-8"))["_skip_if_exists"]
+    found: set[str] = set()
+    for pattern in patterns:
+        rendered = jinja2.Template(pattern).render(**answers).lstrip("/")
+        found.update(str(p) for p in Path(".").glob(rendered) if p.is_file())
+    return found
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    if isinstance(data, dict) and data:
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: data}
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    a, b = flatten(before), flatten(after)
+    return [(k, a.get(k, "—"), b.get(k, "—")) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def before(answers_file: Path) -> None:
+    std = yaml.safe_load((HERE / "standards.yml").read_text(encoding="utf-8"))
+    migrations = yaml.safe_load((HERE / "answer_migrations.yml").read_text(encoding="utf-8")) or []
+    answers = yaml.safe_load(answers_file.read_text(encoding="utf-8")) or {}
+    notes = migrate_answers(answers, migrations, std)
+    if notes:
+        answers_file.write_text(ANSWERS_HEADER + yaml.safe_dump(answers, sort_keys=True, allow_unicode=True), encoding="utf-8")
+    state = state_dir()
+    (state / "notes.yml").write_text(yaml.safe_dump(notes), encoding="utf-8")
+    (state / "team-owned.yml").write_text(yaml.safe_dump(sorted(team_owned_files(answers))), encoding="utf-8")
+    if COMPUTED.is_file():
+        (state / "computed-before.yml").write_text(COMPUTED.read_text(encoding="utf-8"), encoding="utf-8")
+    for note in notes:
+        print(f"copier-go-service: {note}")
+
+
+def after(answers_file: Path, version_from: str, version_to: str) -> None:
+    state = state_dir()
+    notes = yaml.safe_load((state / "notes.yml").read_text(encoding="utf-8")) if (state / "notes.yml").is_file() else []
+    owned_file = state / "team-owned.yml"
+    if owned_file.is_file():
+        kept = set(yaml.safe_load(owned_file.read_text(encoding="utf-8")) or [])
+        answers = yaml.safe_load(answers_file.read_text(encoding="utf-8")) or {}
+        for path in sorted(team_owned_files(answers) - kept):
+            Path(path).unlink()
+            notes.append(f"left `{path}` out: the file is the team's (deleted by the team, or new in the template)")
+    old_file = state / "computed-before.yml"
+    old = yaml.safe_load(old_file.read_text(encoding="utf-8")) if old_file.is_file() else {}
+    new = yaml.safe_load(COMPUTED.read_text(encoding="utf-8")) if COMPUTED.is_file() else {}
+    diff = changes(old or {}, new or {})
+    if diff or notes:
+        lines = [f"## {dt.date.today().isoformat()}: template {version_from} → {version_to}", ""]
+        lines += [f"- {n}" for n in notes or []]
+        if notes:
+            lines.append("")
+        if diff:
+            lines += ["| computed value | before | after |", "|---|---|---|"]
+            lines += [f"| `{k}` | {fmt(a)} | {fmt(b)} |" for k, a, b in diff]
+        else:
+            lines.append("No computed value changed.")
+        lines.append("")
+        head = "" if LOG.is_file() else (
+            "# Standards updates\n\nWhat each `copier update` changed in this service's computed "
+            "architecture (see 0001-architecture.md for the current values). Appended by the "
+            "template's update migration; the file is yours.\n\n"
+        )
+        LOG.parent.mkdir(parents=True, exist_ok=True)
+        with LOG.open("a", encoding="utf-8") as f:
+            f.write(head + "\n".join(lines) + "\n")
+        print(f"copier-go-service: {len(diff)} computed value(s) changed; see {LOG}")
+    for f in (old_file, state / "notes.yml", owned_file):
+        f.unlink(missing_ok=True)
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, list):
+        return ", ".join(str(x) for x in v) or "—"
+    return str(v)
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("stage", choices=["before", "after"])
+    p.add_argument("--answers-file", type=Path, default=Path(".copier-answers.yml"))
+    p.add_argument("--from", dest="version_from", default="?")
+    p.add_argument("--to", dest="version_to", default="?")
+    args = p.parse_args(argv)
+    if args.stage == "before":
+        before(args.answers_file)
+    else:
+        after(args.answers_file, args.version_from, args.version_to)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

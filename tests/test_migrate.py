@@ -1,0 +1,60 @@
+"""Unit tests of the update migration (extensions/migrate.py)."""
+
+from __future__ import annotations
+
+import yaml
+
+from extensions import migrate
+from tests.conftest import STANDARDS
+
+STD = {"go": {"supported": ["1.27", "1.28"], "default": "1.27"}}
+
+
+def test_renames_and_removals_are_idempotent():
+    answers = {"owner": "a", "old": 1, "keep": 2}
+    table = [{"version": "2.0.0", "rename": {"owner": "team"}, "remove": ["old"]}]
+    notes = migrate.migrate_answers(answers, table, STD)
+    assert answers == {"team": "a", "keep": 2}
+    assert len(notes) == 2
+    assert migrate.migrate_answers(answers, table, STD) == []  # a second run changes nothing
+
+
+def test_rename_never_overwrites_a_newer_answer():
+    answers = {"owner": "old", "team": "new"}
+    migrate.migrate_answers(answers, [{"rename": {"owner": "team"}}], STD)
+    assert answers["team"] == "new"
+
+
+def test_unsupported_go_line_moves_to_the_next_supported():
+    answers = {"go_version": "1.26"}
+    notes = migrate.migrate_answers(answers, [], STD)
+    assert answers["go_version"] == "1.27" and "no longer supported" in notes[0]
+    answers = {"go_version": "1.30"}  # newer than any supported line: the default
+    migrate.migrate_answers(answers, [], STD)
+    assert answers["go_version"] == "1.27"
+    answers = {"go_version": "1.28"}
+    assert migrate.migrate_answers(answers, [], STD) == []
+
+
+def test_current_standards_keep_current_answers():
+    answers = {"go_version": STANDARDS["go"]["default"]}
+    assert migrate.migrate_answers(answers, [], STANDARDS) == []
+
+
+def test_changes_lists_every_changed_value():
+    before = {"db_pool_max_conns": 30, "timeouts_ms": {"request_ms": 250}, "modules": {"a": "v1"}}
+    after = {"db_pool_max_conns": 40, "timeouts_ms": {"request_ms": 250}, "modules": {"a": "v2", "b": "v1"}}
+    assert migrate.changes(before, after) == [
+        ("db_pool_max_conns", 30, 40),
+        ("modules.a", "v1", "v2"),
+        ("modules.b", "—", "v1"),
+    ]
+
+
+def test_answer_migrations_table_is_valid():
+    from tests.conftest import ROOT
+
+    table = yaml.safe_load((ROOT / "extensions/answer_migrations.yml").read_text()) or []
+    assert isinstance(table, list)
+    for entry in table:
+        assert set(entry) <= {"version", "rename", "remove", "note"}

@@ -1,0 +1,257 @@
+"""`copier update` end to end: a throwaway git copy of the template tagged v1, v2, v3; a
+service made at v1 and edited by its team; updates through Copier's API. Edits must survive
+(or show up as conflicts the service's own check catches), template changes must arrive,
+and the updated service must still build and pass its tests."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import copier
+import pytest
+import yaml
+
+from tests.conftest import ROOT, run
+
+pytestmark = [pytest.mark.go, pytest.mark.slow]
+
+OWNER = "payments-team"
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def sub(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def commit(repo: Path, message: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
+
+
+def tag(repo: Path, name: str, message: str) -> None:
+    commit(repo, message)
+    git(repo, "tag", name)
+
+
+# ------------------------------------------------------------------ template versions
+def v1_changes(tpl: Path) -> None:
+    """v1: the current template with an older standard (two older module versions, one
+    linter fewer)."""
+    std = tpl / "extensions/standards.yml"
+    sub(std, "chi: {path: github.com/go-chi/chi/v5, version: v5.5.0}", "chi: {path: github.com/go-chi/chi/v5, version: v5.4.0}")
+    sub(std, "sync: {path: golang.org/x/sync, version: v0.24.0}", "sync: {path: golang.org/x/sync, version: v0.23.0}")
+    sub(std, "misspell, unconvert]", "misspell]")
+
+
+def v2_changes(tpl: Path) -> None:
+    """v2: the standard moves on (module versions, a linter), a question is renamed (with
+    its answer migration) and a middleware changes."""
+    std = tpl / "extensions/standards.yml"
+    sub(std, "version: v5.4.0}", "version: v5.5.0}")
+    sub(std, "version: v0.23.0}", "version: v0.24.0}")
+    sub(std, "misspell]", "misspell, unconvert]")
+    copier_yml = tpl / "copier.yml"
+    sub(copier_yml, "\nowner:\n", "\nowning_team:\n")
+    sub(copier_yml, "answer_rule('owner', owner)", "answer_rule('owner', owning_team)")
+    for f in tpl.joinpath("template").rglob("*.jinja"):
+        text = f.read_text()
+        if "{{ owner }}" in text:
+            f.write_text(text.replace("{{ owner }}", "{{ owning_team }}"))
+    (tpl / "extensions/answer_migrations.yml").write_text(
+        '- version: "2.0.0"\n  rename: {owner: owning_team}\n  note: owner became owning_team\n'
+    )
+    sub(tpl / "template/internal/httpapi/middleware.go.jinja",
+        "\t\tw.Header().Set(requestIDHeader, id)\n",
+        "\t\tw.Header().Set(requestIDHeader, id)\n\t\tw.Header().Set(\"X-Content-Type-Options\", \"nosniff\")\n")
+
+
+def v3_changes(tpl: Path) -> None:
+    """v3: a sizing policy change (recomputed pool sizes) and a README change, which must
+    not reach services (the README is the team's)."""
+    sub(tpl / "extensions/standards.yml", "pool_headroom: 1.5", "pool_headroom: 2.0")
+    sub(tpl / "template/README.md.jinja", "## Run it", "## Run it locally")
+
+
+@pytest.fixture(scope="module")
+def template_repo(tmp_path_factory) -> Path:
+    tpl = tmp_path_factory.mktemp("tpl") / "copier-go-service"
+    shutil.copytree(ROOT, tpl, ignore=shutil.ignore_patterns(".git", "tests", "__pycache__", ".pytest_cache", "*.egg-info"))
+    git(tpl, "init", "-q")
+    v1_changes(tpl)
+    tag(tpl, "v1.0.0", "v1")
+    v2_changes(tpl)
+    tag(tpl, "v2.0.0", "v2")
+    v3_changes(tpl)
+    tag(tpl, "v3.0.0", "v3")
+    return tpl
+
+
+def make_service(tpl: Path, dst: Path, **data) -> Path:
+    copier.run_copy(str(tpl), str(dst), data={"owner": OWNER, **data}, defaults=True, unsafe=True, vcs_ref="v1.0.0", quiet=True)
+    git(dst, "init", "-q")
+    commit(dst, "service from template v1")
+    return dst
+
+
+def team_edits(svc: Path) -> None:
+    """What a team does to its service between template versions."""
+    # A new handler file and its route (routes.go is the team's).
+    (svc / "internal/httpapi/ping.go").write_text(
+        "package httpapi\n\nimport (\n\t\"log/slog\"\n\t\"net/http\"\n)\n\n"
+        "func handlePing(logger *slog.Logger) http.Handler {\n"
+        "\treturn http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {\n"
+        "\t\twriteJSON(w, r, logger, http.StatusOK, map[string]string{\"ping\": \"pong\"})\n\t})\n}\n"
+    )
+    sub(svc / "internal/httpapi/routes.go", '\tr.Method("GET", "/livez", handleLivez(d.Logger))\n',
+        '\tr.Method("GET", "/livez", handleLivez(d.Logger))\n\tr.Method("GET", "/ping", handlePing(d.Logger))\n')
+    # A changed line in a managed file the template does not change.
+    sub(svc / "Makefile", "APP_ENV=development", "APP_ENV=local")
+    # A deleted managed file, and a deleted team-owned file.
+    (svc / ".dockerignore").unlink()
+    (svc / "internal/httpapi/item_test.go").unlink()
+    # A local change in a file the template also changes (elsewhere in it).
+    sub(svc / "internal/httpapi/middleware.go", "clientIdleAfter = 3 * time.Minute", "clientIdleAfter = 5 * time.Minute")
+    # Edits to team-owned files.
+    sub(svc / "README.md", "## Run it", "## Run it (our notes)")
+    sub(svc / "internal/httpapi/item.go", "// itemJSON is a item on the wire.", "// itemJSON is an item on the wire (ours).")
+    commit(svc, "team edits")
+
+
+def update(svc: Path, ref: str, **kw) -> float:
+    start = time.perf_counter()
+    copier.run_update(str(svc), defaults=True, overwrite=True, unsafe=True, vcs_ref=ref, quiet=True, **kw)
+    return time.perf_counter() - start
+
+
+def answers(svc: Path) -> dict:
+    return yaml.safe_load((svc / ".copier-answers.yml").read_text())
+
+
+def conflicts_check(svc: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "scripts/check-conflicts.sh"], cwd=svc, capture_output=True, text=True)
+
+
+# ------------------------------------------------------------------ tests
+def test_update_keeps_edits_and_brings_the_standard(template_repo, tmp_path):
+    svc = make_service(template_repo, tmp_path / "svc")
+    assert "chi/v5 v5.4.0" in (svc / "go.mod").read_text()
+    team_edits(svc)
+
+    took = update(svc, "v2.0.0")
+    print(f"copier update v1 -> v2 of the default service took {took:.1f} s")
+
+    # The update is clean: no conflicts, and the project's own check agrees.
+    assert git(svc, "ls-files", "-u") == ""
+    assert not list(svc.rglob("*.rej"))
+    check = conflicts_check(svc)
+    assert check.returncode == 0, check.stdout
+
+    # Template changes arrived.
+    a = answers(svc)
+    assert a["_commit"] == "v2.0.0"
+    gomod = (svc / "go.mod").read_text()
+    assert "github.com/go-chi/chi/v5 v5.5.0" in gomod and "golang.org/x/sync v0.24.0" in gomod
+    assert "- unconvert" in (svc / ".golangci.yml").read_text()
+    middleware = (svc / "internal/httpapi/middleware.go").read_text()
+    assert '"X-Content-Type-Options", "nosniff"' in middleware
+
+    # The renamed question carried its answer over.
+    assert a["owning_team"] == OWNER and "owner" not in a
+    assert f"Owner: {OWNER}." in (svc / "docs/adr/0001-architecture.md").read_text()
+
+    # Every team edit survived.
+    assert "clientIdleAfter = 5 * time.Minute" in middleware
+    assert "APP_ENV=local" in (svc / "Makefile").read_text()
+    assert not (svc / ".dockerignore").exists()
+    assert not (svc / "internal/httpapi/item_test.go").exists()
+    assert (svc / "internal/httpapi/ping.go").is_file()
+    assert 'handlePing(d.Logger)' in (svc / "internal/httpapi/routes.go").read_text()
+    assert "## Run it (our notes)" in (svc / "README.md").read_text()
+    assert "(ours)" in (svc / "internal/httpapi/item.go").read_text()
+
+    # The decision log says what the new standard changed.
+    log = (svc / "docs/adr/standards-updates.md").read_text()
+    assert "template v1.0.0 → v2.0.0" in log
+    assert "answer `owner` is now `owning_team`" in log
+    assert "| `modules.github.com/go-chi/chi/v5` | v5.4.0 | v5.5.0 |" in log
+    assert "unconvert" in log
+
+    # And the service still builds, lints its format and passes its tests.
+    assert run(["gofmt", "-l", "."], svc).stdout.strip() == ""
+    run(["go", "build", "./..."], svc)
+    run(["go", "vet", "./..."], svc)
+    run(["go", "test", "-count=1", "./..."], svc)
+
+
+def test_update_across_two_versions(template_repo, tmp_path):
+    svc = make_service(template_repo, tmp_path / "svc")
+    team_edits(svc)
+    update(svc, "v3.0.0")
+    assert git(svc, "ls-files", "-u") == "" and conflicts_check(svc).returncode == 0
+    a = answers(svc)
+    assert a["_commit"] == "v3.0.0" and a["owning_team"] == OWNER
+    # The sizing change recomputed the pool (20,000 req/s over 2 replicas x 2 ms x 2.0).
+    computed = yaml.safe_load((svc / "docs/adr/computed.yml").read_text())
+    assert computed["db_pool_max_conns"] == 40
+    assert "### Database pool: 40 connections per instance" in (svc / "docs/adr/0001-architecture.md").read_text()
+    assert 'env:"DB_MAX_CONNS" envDefault:"40"' in (svc / "internal/config/config.go").read_text()
+    log = (svc / "docs/adr/standards-updates.md").read_text()
+    assert "template v1.0.0 → v3.0.0" in log and "| `db_pool_max_conns` | 30 | 40 |" in log
+    # The README is the team's: the template's v3 README change did not reach it.
+    readme = (svc / "README.md").read_text()
+    assert "## Run it (our notes)" in readme and "## Run it locally" not in readme
+    run(["go", "build", "./..."], svc)
+    run(["go", "test", "-count=1", "./internal/config/...", "./internal/httpapi/..."], svc)
+
+
+def test_conflicting_edit_fails_the_conflict_check(template_repo, tmp_path):
+    svc = make_service(template_repo, tmp_path / "svc")
+    # The team edits the very line the template changes next (v2 adds a linter after it).
+    sub(svc / ".golangci.yml", "    - misspell\n", "    - misspell # team: keep\n")
+    commit(svc, "team edits the linter list")
+    update(svc, "v2.0.0")
+    text = (svc / ".golangci.yml").read_text()
+    assert "<<<<<<<" in text and ">>>>>>>" in text
+    check = conflicts_check(svc)
+    assert check.returncode == 1 and ".golangci.yml" in check.stdout
+    proc = subprocess.run(["make", "check-conflicts"], cwd=svc, capture_output=True, text=True)
+    assert proc.returncode != 0
+
+    # Resolving it (keep both lines) makes the check pass.
+    lines = [ln for ln in text.splitlines() if not ln.startswith(("<<<<<<<", "=======", ">>>>>>>"))]
+    resolved = "\n".join(dict.fromkeys(lines)) + "\n"
+    (svc / ".golangci.yml").write_text(resolved)
+    git(svc, "add", ".golangci.yml")
+    assert conflicts_check(svc).returncode == 0
+    assert "# team: keep" in resolved and "- unconvert" in resolved
+
+
+def test_unsupported_go_line_moves_on(template_repo, tmp_path):
+    """A standard that drops the service's Go line: the answer moves to the next supported
+    line and the bump reaches go.mod, the Dockerfile and CI. (Not built: this machine's
+    toolchain is older than the new line.)"""
+    tpl = tmp_path / "tpl"
+    shutil.copytree(template_repo, tpl)
+    sub(tpl / "extensions/standards.yml", 'supported: ["1.26", "1.27"]\n  default: "1.26"', 'supported: ["1.27", "1.28"]\n  default: "1.27"')
+    tag(tpl, "v9.0.0", "drop Go 1.26")
+    svc = tmp_path / "svc"
+    copier.run_copy(str(tpl), str(svc), data={"owner": OWNER}, defaults=True, unsafe=True, vcs_ref="v1.0.0", quiet=True, skip_tasks=True)
+    git(svc, "init", "-q")
+    commit(svc, "v1")
+    assert answers(svc)["go_version"] == "1.26"
+    update(svc, "v9.0.0", skip_tasks=True)
+    assert answers(svc)["go_version"] == "1.27"
+    assert "\ngo 1.27.0\n" in (svc / "go.mod").read_text()
+    assert "golang:1.27 AS build" in (svc / "Dockerfile").read_text()
+    assert 'go-version: "1.27"' in (svc / ".github/workflows/ci.yml").read_text()
+    log = (svc / "docs/adr/standards-updates.md").read_text()
+    assert "Go 1.26 is no longer supported by the platform standard: moved to Go 1.27" in log
+    assert "| `go.directive` | 1.26.0 | 1.27.0 |" in log
