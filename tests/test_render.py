@@ -252,3 +252,18 @@ def test_tasks_fail_clearly_without_go(tmp_path):
     assert proc.returncode != 0
     assert "Go toolchain ('go') was not found" in proc.stderr
     assert "--skip-tasks" in proc.stderr and "go mod tidy" in proc.stderr
+
+
+# pytest-copie: the same checks through the fixture most Copier templates test with.
+def test_copie_renders_the_defaults(copie):
+    result = copie.copy(extra_answers={"project_name": "Copie Check"})
+    assert result.exit_code == 0, result.exception
+    assert result.project_dir.joinpath("cmd/copie-check/main.go").is_file()
+    assert result.answers["service_slug"] == "copie-check"
+
+
+def test_copie_reports_a_bad_answer(copie):
+    result = copie.copy(extra_answers={"resource": "range"})
+    assert result.exit_code == -1
+    assert "Validation error for question 'resource'" in str(result.exception)
+    assert "Go keyword" in str(result.exception)
