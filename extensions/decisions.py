@@ -217,6 +217,32 @@ def go_version(requested: str, std: Standards) -> Decision:
     )
 
 
+TRANSPORTS = ("rest", "grpc", "rest+grpc")
+ROUTERS = ("chi", "gin")
+
+
+def transport_flags(transport_choice: str, router_choice: str | None) -> dict[str, Any]:
+    """The flags templates branch on, from the chosen transport and router."""
+    if transport_choice not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport_choice!r}")
+    rest = transport_choice in ("rest", "rest+grpc")
+    router_name = (router_choice or "chi") if rest else None
+    if rest and router_name not in ROUTERS:
+        raise ValueError(f"router must be one of {', '.join(ROUTERS)}, not {router_choice!r}")
+    return {
+        "rest": rest,
+        "grpc": transport_choice in ("grpc", "rest+grpc"),
+        "chi": router_name == "chi",
+        "gin": router_name == "gin",
+        "router": router_name,
+    }
+
+
+def proto_package(slug: str) -> str:
+    """A protobuf package name from a service slug: my-service -> my_service."""
+    return slug.replace("-", "_")
+
+
 def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
     """Every computed decision for a set of answers, as plain data for the templates."""
     go = go_justified(
@@ -229,12 +255,14 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
         "xdp": xdp_tier(answers["packets_per_s"], std).as_dict(),
         "transport": transport(answers["exposure"]).as_dict(),
         "router": router().as_dict(),
+        "flags": transport_flags(answers.get("transport", transport(answers["exposure"]).choice), answers.get("router")),
+        "proto": {"package": proto_package(answers.get("service_slug", "service")), "version": f"v{std['api']['major_version']}"},
         "data_layer": data_layer(answers["schema_churn"]).as_dict(),
         "pool": pool_size(answers["peak_rps"], std).as_dict(),
         "timeouts": timeouts(answers["p99_ms"], std).as_dict(),
         "rate_limit": rate_limit(answers["peak_rps"], std).as_dict(),
         "tools": std["tools"],
-        "modules": [dict(name=k, **v) for k, v in sorted(std["modules"].items(), key=lambda kv: kv[1]["path"])],
+        "modules": [],
         "resource": {
             "name": resource,
             "Name": resource[:1].upper() + resource[1:],
@@ -242,6 +270,12 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
             "Plural": plural(resource)[:1].upper() + plural(resource)[1:],
         },
     }
+    flags = result["flags"]
+    result["modules"] = [
+        {"name": k, "path": v["path"], "version": v["version"]}
+        for k, v in sorted(std["modules"].items(), key=lambda kv: kv[1]["path"])
+        if "when" not in v or flags[v["when"]]
+    ]
     result["computed"] = computed_summary(result, std)
     return result
 
@@ -253,7 +287,8 @@ def computed_summary(p: dict[str, Any], std: Standards) -> dict[str, Any]:
         "go": {"justified": p["go"]["choice"], "directive": p["go_directive"]},
         "xdp_tier": p["xdp"]["choice"],
         "transport": p["transport"]["choice"],
-        "router": p["router"]["choice"],
+        "transport_rendered": "+".join(t for t in ("rest", "grpc") if p["flags"][t]),
+        "router_rendered": p["flags"]["router"] or "none",
         "data_layer": p["data_layer"]["choice"],
         "db_pool_max_conns": p["pool"]["choice"],
         "timeouts_ms": dict(p["timeouts"]["choice"]),

@@ -42,6 +42,7 @@ REQUIRED_FOR_PLAN = (
     "peak_rps", "p99_ms", "packets_per_s", "cpu_bound", "exposure", "schema_churn",
     "go_version", "resource",
 )
+OPTIONAL_FOR_PLAN = ("transport", "router", "service_slug")
 
 
 def _answer_rule(question: str, value: Any) -> str:
@@ -119,9 +120,11 @@ class GoServiceContext(ContextHook):
     """At render time, adds `plan` (every computed decision) to the template context."""
 
     def hook(self, context: dict[str, Any]) -> None:
-        if context.get("_copier_phase") != "render":
+        if context.get("_copier_phase") not in ("render", "tasks"):
             return
         if any(k not in context for k in REQUIRED_FOR_PLAN):
             return
-        context["plan"] = decisions.plan({k: context[k] for k in REQUIRED_FOR_PLAN}, STANDARDS)
+        answers = {k: context[k] for k in REQUIRED_FOR_PLAN}
+        answers.update({k: context[k] for k in OPTIONAL_FOR_PLAN if isinstance(context.get(k), str)})
+        context["plan"] = decisions.plan(answers, STANDARDS)
         context["R"] = context["plan"]["resource"]

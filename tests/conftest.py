@@ -129,20 +129,31 @@ def postgres_dsn() -> str:
 # Rendered projects shared by the Go toolchain, smoke and database tests. Each is rendered
 # once per session, with Copier's tasks (go mod tidy, gofmt), like a user's first copy.
 VARIANTS: dict[str, dict[str, Any]] = {
+    # REST on chi: the defaults (external callers, a load that justifies Go).
     "default": {},
-    # Below the Go thresholds (so a justification), another resource with an irregular
-    # plural, CPU-bound off, internal callers, high churn: the other branch of every choice.
-    "justified-category": {
+    # REST on gin.
+    "gin": {"router": "gin"},
+    # gRPC only: internal callers make it the recommendation.
+    "grpc": {"exposure": "internal"},
+    # REST on chi and gRPC in one process.
+    "chi-grpc": {"transport": "rest+grpc"},
+    # REST on gin and gRPC, below the Go thresholds (so a justification), another resource
+    # with an irregular plural, another module path: the other branch of every choice.
+    "gin-grpc-category": {
         "project_name": "Catalog API",
         "module_path": "example.com/platform/catalog-api",
         "peak_rps": 800,
         "p99_ms": 200,
-        "exposure": "internal",
+        "exposure": "both",
+        "router": "gin",
         "schema_churn": "high",
         "resource": "category",
         "go_justification": "The team ships only Go services and shares this codebase's libraries.",
     },
 }
+
+REST_VARIANTS = [name for name in VARIANTS if VARIANTS[name].get("exposure") != "internal"]
+GRPC_VARIANTS = ["grpc", "chi-grpc", "gin-grpc-category"]
 
 
 @pytest.fixture(scope="session")

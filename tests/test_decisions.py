@@ -136,7 +136,34 @@ def test_plan_has_every_decision():
     for key in ("go", "go_directive", "xdp", "transport", "router", "data_layer", "pool", "timeouts", "rate_limit", "resource", "modules", "tools"):
         assert key in plan
     assert plan["resource"] == {"name": "item", "Name": "Item", "plural": "items", "Plural": "Items"}
-    assert {m["path"] for m in plan["modules"]} == {m["path"] for m in STD["modules"].values()}
+    # Modules follow the flags: the default is REST on chi, no gin, no gRPC.
+    assert {m["path"] for m in plan["modules"]} == {
+        m["path"] for m in STD["modules"].values() if m.get("when") in (None, "rest", "chi")
+    }
+    assert plan["flags"] == {"rest": True, "grpc": False, "chi": True, "gin": False, "router": "chi"}
+
+
+@pytest.mark.parametrize(
+    ("transport", "router", "flags"),
+    [
+        ("rest", "gin", {"rest": True, "grpc": False, "chi": False, "gin": True, "router": "gin"}),
+        ("grpc", "chi", {"rest": False, "grpc": True, "chi": False, "gin": False, "router": None}),
+        ("rest+grpc", "chi", {"rest": True, "grpc": True, "chi": True, "gin": False, "router": "chi"}),
+    ],
+)
+def test_transport_flags(transport, router, flags):
+    assert d.transport_flags(transport, router) == flags
+
+
+def test_transport_flags_refuse_unknown_values():
+    with pytest.raises(ValueError, match="transport must be one of"):
+        d.transport_flags("soap", "chi")
+    with pytest.raises(ValueError, match="router must be one of"):
+        d.transport_flags("rest", "echo")
+
+
+def test_proto_package():
+    assert d.proto_package("my-service") == "my_service"
 
 
 def test_standards_pin_every_version():

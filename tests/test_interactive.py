@@ -111,6 +111,12 @@ def test_interactive_copy(tmp_path):
         s.wait("How often will the data schema change?")
         s.answer(None)
 
+        # The transport's recommendation (from the callers) is shown with its choice.
+        s.wait("Transport (recommended: rest: Called by external clients")
+        s.answer(None)
+        s.wait("REST router")
+        s.answer(None)
+
         # The computed verdict is on screen before the question it informs.
         verdict = s.wait("Go is not justified: 300 req/s <= 10,000, p99 200 ms >= 10 ms")
         question = s.wait("Why Go anyway?")
@@ -119,7 +125,7 @@ def test_interactive_copy(tmp_path):
         s.wait("at least 20 characters")
         s.answer("Our on-call tooling and libraries are Go-only.")
 
-        s.wait("Example resource, a singular noun (computed: transport rest, data layer sqlc)")
+        s.wait("Example resource, a singular noun (computed: data layer sqlc)")
         s.answer(None)
         child.expect(pexpect.EOF, timeout=120)
     finally:

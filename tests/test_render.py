@@ -49,6 +49,7 @@ EXPECTED_FILES = [
     "internal/httpapi/item.go",
     "internal/httpapi/routes.go",
     "internal/httpapi/server.go",
+    "internal/httpapi/router.go",
     "internal/service/item.go",
     "internal/service/item_test.go",
     "internal/store/store.go",
@@ -108,12 +109,52 @@ def test_go_mod_pins_the_standards(default):
     assert f"go {STANDARDS['go']['default']}.0\n" in gomod
     assert "toolchain" not in gomod
     for spec in STANDARDS["modules"].values():
-        assert f"\t{spec['path']} {spec['version']}\n" in gomod
+        line = f"\t{spec['path']} {spec['version']}\n"
+        # The default renders REST on chi: no gin, no gRPC.
+        assert (line in gomod) == (spec.get("when") in (None, "rest", "chi")), spec
+
+
+@pytest.mark.parametrize(
+    ("data", "present", "absent", "modules"),
+    [
+        ({"router": "gin"}, ["internal/httpapi/router.go"], ["internal/grpcapi", "api", "buf.yaml"], {"gin"}),
+        ({"exposure": "internal"}, ["internal/grpcapi/server.go", "internal/grpcapi/item.go", "buf.yaml", "buf.gen.yaml",
+                                    "api/proto/my_service/v1/item.proto"], ["internal/httpapi"], {"grpc", "protobuf"}),
+        ({"transport": "rest+grpc"}, ["internal/httpapi/router.go", "internal/grpcapi/server.go", "api/proto/my_service/v1/item.proto"],
+         [], {"chi", "grpc", "protobuf"}),
+    ],
+)
+def test_transport_variants(tmp_path, data, present, absent, modules):
+    proj = render(tmp_path / "svc", data, skip_tasks=True)
+    for f in present:
+        assert (proj / f).exists(), f
+    for f in absent:
+        assert not (proj / f).exists(), f
+    gomod = (proj / "go.mod").read_text()
+    wanted = {name for name, spec in STANDARDS["modules"].items() if "when" in spec and spec["path"] in gomod}
+    assert wanted == modules
+    router = (proj / "internal/httpapi/router.go")
+    if router.exists():
+        assert ("gin-gonic" in router.read_text()) == ("gin" in modules)
+
+
+def test_transport_follows_the_callers_unless_overridden(tmp_path):
+    from extensions import decisions
+
+    for exposure in ("external", "internal", "both"):
+        proj = render(tmp_path / exposure, {"exposure": exposure}, skip_tasks=True)
+        answers = yaml.safe_load((proj / ".copier-answers.yml").read_text())
+        assert answers["transport"] == decisions.transport(exposure).choice
+        adr = (proj / "docs/adr/0001-architecture.md").read_text()
+        assert decisions.transport(exposure).reason in adr
+    proj = render(tmp_path / "override", {"exposure": "internal", "transport": "rest", "router": "gin"}, skip_tasks=True)
+    assert (proj / "internal/httpapi").is_dir() and not (proj / "internal/grpcapi").exists()
 
 
 def test_tools_and_images_come_from_the_standards(default):
     makefile = (default / "Makefile").read_text()
-    for spec in STANDARDS["tools"].values():
+    for name in ("golangci_lint", "sqlc", "govulncheck"):
+        spec = STANDARDS["tools"][name]
         assert f"{spec['path']}@{spec['version']}" in makefile
     dockerfile = (default / "Dockerfile").read_text()
     assert f"golang:{STANDARDS['go']['default']} AS build" in dockerfile
@@ -149,7 +190,7 @@ def test_computed_values_follow_the_answers(tmp_path):
         pool = decisions.pool_size(rps, STANDARDS).choice
         req = decisions.timeouts(p99, STANDARDS).choice["request_ms"]
         assert f'env:"DB_MAX_CONNS" envDefault:"{pool}"' in cfg
-        assert f'env:"HTTP_REQUEST_TIMEOUT" envDefault:"{req}ms"' in cfg
+        assert f'env:"REQUEST_TIMEOUT" envDefault:"{req}ms"' in cfg
         adr = (proj / "docs/adr/0001-architecture.md").read_text()
         assert f"### Database pool: {pool} connections per instance" in adr
         assert "Little's law" in adr

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import go_env, run, slug_of
+from tests.conftest import GRPC_VARIANTS, REST_VARIANTS, VARIANTS, go_env, run, slug_of
 
 pytestmark = [pytest.mark.go, pytest.mark.slow]
 
@@ -31,7 +31,7 @@ class Service:
             [str(binary), *args], env=go_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         threading.Thread(target=self._read, daemon=True).start()
-        self.api = self.metrics = ""
+        self.api = self.metrics = self.grpc = ""
 
     def _read(self) -> None:
         assert self.proc.stdout
@@ -47,8 +47,9 @@ class Service:
         while time.monotonic() < deadline:
             for line in list(self.lines):
                 if line.get("msg") == "listening":
-                    self.api = "http://" + line["http_addr"]
+                    self.api = "http://" + line["http_addr"] if "http_addr" in line else ""
                     self.metrics = "http://" + line["metrics_addr"]
+                    self.grpc = line.get("grpc_addr", "")
                     return self
             if self.proc.poll() is not None:
                 break
@@ -60,11 +61,14 @@ class Service:
         deadline = time.monotonic() + timeout
         status = None
         while time.monotonic() < deadline:
-            status, _, _ = call("GET", self.api + "/readyz")
+            if self.api:
+                status, _, _ = call("GET", self.api + "/readyz")
+            else:
+                status = 200 if grpc_health(self.grpc) == "SERVING" else 503
             if status == want:
                 return self
             time.sleep(0.1)
-        pytest.fail(f"/readyz stayed {status}, want {want}:\n" + "".join(self.raw))
+        pytest.fail(f"readiness stayed {status}, want {want}:\n" + "".join(self.raw))
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -94,22 +98,103 @@ def call(method: str, url: str, body: dict | str | None = None, headers: dict | 
         return None, {}, None
 
 
+def build(project: Path, out_dir: Path) -> Path:
+    slug = slug_of(project)
+    out = out_dir / slug
+    run(["go", "build", "-o", str(out), f"./cmd/{slug}"], project)
+    return out
+
+
 @pytest.fixture(scope="module")
 def binary(projects, tmp_path_factory) -> Path:
-    proj = projects["default"]
-    slug = slug_of(proj)
-    out = tmp_path_factory.mktemp("bin") / slug
-    run(["go", "build", "-o", str(out), f"./cmd/{slug}"], proj)
-    return out
+    return build(projects["default"], tmp_path_factory.mktemp("bin"))
+
+
+def grpc_health(addr: str, service: str = "") -> str:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(addr) as channel:
+        try:
+            res = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        except grpc.RpcError as err:
+            return f"error: {err.code().name}"
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(res.status)
+
+
+class GRPCClient:
+    """A real gRPC client that learns the API through server reflection."""
+
+    def __init__(self, addr: str, resource: str):
+        import grpc
+        from google.protobuf import descriptor_pool, message_factory
+        from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+        self.grpc = grpc
+        self.channel = grpc.insecure_channel(addr)
+        pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(self.channel))
+        names = [s for s in ProtoReflectionDescriptorDatabase(self.channel).get_services() if s.endswith(f".{resource.capitalize()}Service")]
+        assert len(names) == 1, names
+        self.service = pool.FindServiceByName(names[0])
+        self.message_factory = message_factory
+
+    def call(self, method: str, metadata=(), **fields):
+        m = self.service.FindMethodByName(method)
+        req_cls = self.message_factory.GetMessageClass(m.input_type)
+        resp_cls = self.message_factory.GetMessageClass(m.output_type)
+        stub = self.channel.unary_unary(f"/{self.service.full_name}/{m.name}",
+                                        request_serializer=req_cls.SerializeToString,
+                                        response_deserializer=resp_cls.FromString)
+        return stub.with_call(req_cls(**fields), timeout=10, metadata=list(metadata))
+
+    def code(self, method: str, **fields) -> str:
+        try:
+            self.call(method, **fields)
+        except self.grpc.RpcError as err:
+            return err.code().name
+        return "OK"
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def exercise_grpc(addr: str, resource: str = "item") -> None:
+    """Every RPC and the main error codes, over a real connection."""
+    from extensions.decisions import plural
+
+    r, rs = resource.capitalize(), plural(resource)
+    client = GRPCClient(addr, resource)
+    try:
+        created, call = client.call(f"Create{r}", metadata=[("x-request-id", "smoke-grpc")], name="smoke", idempotency_key="g1")
+        assert ("x-request-id", "smoke-grpc") in call.initial_metadata()
+        item = getattr(created, resource)
+        again, _ = client.call(f"Create{r}", name="smoke", idempotency_key="g1")
+        assert again.replayed and getattr(again, resource).id == item.id
+        got, _ = client.call(f"Get{r}", id=item.id)
+        assert got.name == "smoke" and got.version == 1
+        page, _ = client.call(f"List{rs.capitalize()}", page_size=10)
+        assert len(getattr(page, rs)) == 1
+        upd, _ = client.call(f"Update{r}", id=item.id, name="renamed", version=1)
+        assert upd.version == 2
+        assert client.code(f"Update{r}", id=item.id, name="late", version=1) == "ABORTED"
+        assert client.code(f"Create{r}") == "INVALID_ARGUMENT"
+        assert client.code(f"Get{r}", id=str(uuid.uuid4())) == "NOT_FOUND"
+        assert client.code(f"Delete{r}", id=item.id) == "OK"
+        assert client.code(f"Get{r}", id=item.id) == "NOT_FOUND"
+    finally:
+        client.close()
+    assert grpc_health(addr) == "SERVING"
 
 
 def base_env(**extra: str) -> dict[str, str]:
     return {"HTTP_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", **extra}
 
 
-def exercise(api: str) -> None:
+def exercise(api: str, resource: str = "item") -> None:
     """Every endpoint and the main error paths, over real HTTP."""
-    items = api + "/api/v1/items"
+    from extensions.decisions import plural
+
+    items = api + "/api/v1/" + plural(resource)
     status, headers, created = call("POST", items, {"name": "smoke"}, {"Idempotency-Key": "smoke-1", "X-Request-ID": "smoke-req"})
     assert status == 201, created
     assert headers.get("X-Request-ID") == "smoke-req"
@@ -183,6 +268,35 @@ def test_bad_db_type_exits_with_the_accepted_values(binary):
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0
     assert 'DB_TYPE "oracle" is not supported: use one of postgresql, sqlite' in proc.stderr
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "default"])
+def test_smoke_transport_variants(projects, variant, tmp_path):
+    """Every other transport variant, booted and called for real."""
+    binary = build(projects[variant], tmp_path)
+    resource = VARIANTS[variant].get("resource", "item")
+    svc = Service(binary, base_env(DB_TYPE="sqlite", DATABASE_URL=f"file:{tmp_path}/smoke.db", GRPC_ADDR="127.0.0.1:0"))
+    svc.wait_listening().wait_ready()
+    if variant in REST_VARIANTS:
+        assert svc.api
+        exercise(svc.api, resource)
+    else:
+        assert not svc.api, "a gRPC-only service serves no REST API"
+    if variant in GRPC_VARIANTS:
+        assert svc.grpc
+        exercise_grpc(svc.grpc, resource)
+        hc_env = {"GRPC_ADDR": svc.grpc, "HTTP_ADDR": svc.api.removeprefix("http://") or ":0", "DATABASE_URL": "unused"}
+        hc = subprocess.run([str(binary), "-healthcheck"], env=go_env(**hc_env), capture_output=True, text=True, timeout=30)
+        assert hc.returncode == 0, hc.stderr
+    else:
+        assert not svc.grpc
+    with urllib.request.urlopen(svc.metrics + "/metrics", timeout=10) as res:
+        text = res.read().decode()
+    if variant in GRPC_VARIANTS:
+        assert "grpc_server_handled_total{code=\"Aborted\"" in text
+    assert svc.stop() == 0
+    msgs = [line.get("msg") for line in svc.lines]
+    assert "stopped" in msgs
 
 
 @pytest.mark.postgres

@@ -46,7 +46,7 @@ def v1_changes(tpl: Path) -> None:
     """v1: the current template with an older standard (two older module versions, one
     linter fewer)."""
     std = tpl / "extensions/standards.yml"
-    sub(std, "chi: {path: github.com/go-chi/chi/v5, version: v5.5.0}", "chi: {path: github.com/go-chi/chi/v5, version: v5.4.0}")
+    sub(std, "chi: {path: github.com/go-chi/chi/v5, version: v5.5.0,", "chi: {path: github.com/go-chi/chi/v5, version: v5.4.0,")
     sub(std, "sync: {path: golang.org/x/sync, version: v0.24.0}", "sync: {path: golang.org/x/sync, version: v0.23.0}")
     sub(std, "misspell, unconvert]", "misspell]")
 
@@ -55,7 +55,7 @@ def v2_changes(tpl: Path) -> None:
     """v2: the standard moves on (module versions, a linter), a question is renamed (with
     its answer migration) and a middleware changes."""
     std = tpl / "extensions/standards.yml"
-    sub(std, "version: v5.4.0}", "version: v5.5.0}")
+    sub(std, "version: v5.4.0,", "version: v5.5.0,")
     sub(std, "version: v0.23.0}", "version: v0.24.0}")
     sub(std, "misspell]", "misspell, unconvert]")
     copier_yml = tpl / "copier.yml"
@@ -68,7 +68,7 @@ def v2_changes(tpl: Path) -> None:
     (tpl / "extensions/answer_migrations.yml").write_text(
         '- version: "2.0.0"\n  rename: {owner: owning_team}\n  note: owner became owning_team\n'
     )
-    sub(tpl / "template/internal/httpapi/middleware.go.jinja",
+    sub(tpl / "template/internal/{% if plan.flags.rest %}httpapi{% endif %}/middleware.go.jinja",
         "\t\tw.Header().Set(requestIDHeader, id)\n",
         "\t\tw.Header().Set(requestIDHeader, id)\n\t\tw.Header().Set(\"X-Content-Type-Options\", \"nosniff\")\n")
 
@@ -110,8 +110,8 @@ def team_edits(svc: Path) -> None:
         "\treturn http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {\n"
         "\t\twriteJSON(w, r, logger, http.StatusOK, map[string]string{\"ping\": \"pong\"})\n\t})\n}\n"
     )
-    sub(svc / "internal/httpapi/routes.go", '\tr.Method("GET", "/livez", handleLivez(d.Logger))\n',
-        '\tr.Method("GET", "/livez", handleLivez(d.Logger))\n\tr.Method("GET", "/ping", handlePing(d.Logger))\n')
+    sub(svc / "internal/httpapi/routes.go", '\t\t{http.MethodGet, "/livez", handleLivez(d.Logger)},\n',
+        '\t\t{http.MethodGet, "/livez", handleLivez(d.Logger)},\n\t\t{http.MethodGet, "/ping", handlePing(d.Logger)},\n')
     # A changed line in a managed file the template does not change.
     sub(svc / "Makefile", "APP_ENV=development", "APP_ENV=local")
     # A deleted managed file, and a deleted team-owned file.
