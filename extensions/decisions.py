@@ -238,6 +238,22 @@ def transport_flags(transport_choice: str, router_choice: str | None) -> dict[st
     }
 
 
+DB_TYPES = ("postgresql", "mysql", "mariadb", "sqlite")
+
+
+def database_flags(chosen: list[str] | None) -> dict[str, Any]:
+    """Which engines are compiled in; mysql and mariadb share the MySQL dialect."""
+    chosen = list(chosen) if chosen else list(DB_TYPES)
+    unknown = [d for d in chosen if d not in DB_TYPES]
+    if unknown:
+        raise ValueError(f"databases must be among {', '.join(DB_TYPES)}, not {unknown!r}")
+    flags = {d: d in chosen for d in DB_TYPES}
+    flags["mysql_dialect"] = flags["mysql"] or flags["mariadb"]
+    flags["types"] = [d for d in DB_TYPES if flags[d]]
+    flags["dialects"] = [d for d, on in (("postgres", flags["postgresql"]), ("mysql", flags["mysql_dialect"]), ("sqlite", True)) if on]
+    return flags
+
+
 def proto_package(slug: str) -> str:
     """A protobuf package name from a service slug: my-service -> my_service."""
     return slug.replace("-", "_")
@@ -256,6 +272,7 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
         "transport": transport(answers["exposure"]).as_dict(),
         "router": router().as_dict(),
         "flags": transport_flags(answers.get("transport", transport(answers["exposure"]).choice), answers.get("router")),
+        "db": database_flags(answers.get("databases")),
         "proto": {"package": proto_package(answers.get("service_slug", "service")), "version": f"v{std['api']['major_version']}"},
         "data_layer": data_layer(answers["schema_churn"]).as_dict(),
         "pool": pool_size(answers["peak_rps"], std).as_dict(),
@@ -274,7 +291,7 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
     result["modules"] = [
         {"name": k, "path": v["path"], "version": v["version"]}
         for k, v in sorted(std["modules"].items(), key=lambda kv: kv[1]["path"])
-        if "when" not in v or flags[v["when"]]
+        if "when" not in v or flags.get(v["when"], False) or result["db"].get(v["when"], False)
     ]
     result["computed"] = computed_summary(result, std)
     return result
@@ -290,6 +307,7 @@ def computed_summary(p: dict[str, Any], std: Standards) -> dict[str, Any]:
         "transport_rendered": "+".join(t for t in ("rest", "grpc") if p["flags"][t]),
         "router_rendered": p["flags"]["router"] or "none",
         "data_layer": p["data_layer"]["choice"],
+        "databases": p["db"]["types"],
         "db_pool_max_conns": p["pool"]["choice"],
         "timeouts_ms": dict(p["timeouts"]["choice"]),
         "rate_limit": dict(p["rate_limit"]["choice"]),

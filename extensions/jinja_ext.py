@@ -42,7 +42,7 @@ REQUIRED_FOR_PLAN = (
     "peak_rps", "p99_ms", "packets_per_s", "cpu_bound", "exposure", "schema_churn",
     "go_version", "resource",
 )
-OPTIONAL_FOR_PLAN = ("transport", "router", "service_slug")
+OPTIONAL_FOR_PLAN = ("transport", "router", "service_slug", "databases")
 
 
 def _answer_rule(question: str, value: Any) -> str:
@@ -56,6 +56,8 @@ def _answer_rule(question: str, value: Any) -> str:
         return validators.module_path(value)
     if question == "resource":
         return validators.resource(value)
+    if question == "databases":
+        return validators.databases(value)
     if question == "go_justification":
         return validators.justification(value)
     if question == "project_name":
@@ -125,6 +127,6 @@ class GoServiceContext(ContextHook):
         if any(k not in context for k in REQUIRED_FOR_PLAN):
             return
         answers = {k: context[k] for k in REQUIRED_FOR_PLAN}
-        answers.update({k: context[k] for k in OPTIONAL_FOR_PLAN if isinstance(context.get(k), str)})
+        answers.update({k: context[k] for k in OPTIONAL_FOR_PLAN if isinstance(context.get(k), (str, list))})
         context["plan"] = decisions.plan(answers, STANDARDS)
         context["R"] = context["plan"]["resource"]

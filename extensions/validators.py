@@ -113,3 +113,16 @@ def justification(value: Any, min_len: int = 20) -> str:
             f"{min_len} characters on why Go is still the right choice."
         )
     return text("go_justification", v, 500)
+
+
+DATABASES = ("postgresql", "mysql", "mariadb", "sqlite")
+
+
+def databases(value: Any) -> str:
+    chosen = list(value or [])
+    unknown = [d for d in chosen if d not in DATABASES]
+    if unknown:
+        return f"databases: {', '.join(map(str, unknown))} not supported; choose from {', '.join(DATABASES)}."
+    if "sqlite" not in chosen:
+        return "databases must include sqlite: `make run` and the service's own tests run on it."
+    return ""

@@ -126,15 +126,23 @@ def postgres_dsn() -> str:
     return dsn
 
 
+@pytest.fixture(scope="session")
+def mariadb_dsn() -> str:
+    dsn = os.environ.get("TEST_MARIADB_DSN", "")
+    if not dsn:
+        unavailable("TEST_MARIADB_DSN is not set (start a server with .ci/mariadb.sh)")
+    return dsn
+
+
 # Rendered projects shared by the Go toolchain, smoke and database tests. Each is rendered
 # once per session, with Copier's tasks (go mod tidy, gofmt), like a user's first copy.
 VARIANTS: dict[str, dict[str, Any]] = {
     # REST on chi: the defaults (external callers, a load that justifies Go).
     "default": {},
-    # REST on gin.
-    "gin": {"router": "gin"},
-    # gRPC only: internal callers make it the recommendation.
-    "grpc": {"exposure": "internal"},
+    # REST on gin, with MariaDB and SQLite only.
+    "gin": {"router": "gin", "databases": ["mariadb", "sqlite"]},
+    # gRPC only: internal callers make it the recommendation; PostgreSQL and SQLite only.
+    "grpc": {"exposure": "internal", "databases": ["postgresql", "sqlite"]},
     # REST on chi and gRPC in one process.
     "chi-grpc": {"transport": "rest+grpc"},
     # REST on gin and gRPC, below the Go thresholds (so a justification), another resource

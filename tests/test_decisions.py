@@ -136,10 +136,11 @@ def test_plan_has_every_decision():
     for key in ("go", "go_directive", "xdp", "transport", "router", "data_layer", "pool", "timeouts", "rate_limit", "resource", "modules", "tools"):
         assert key in plan
     assert plan["resource"] == {"name": "item", "Name": "Item", "plural": "items", "Plural": "Items"}
-    # Modules follow the flags: the default is REST on chi, no gin, no gRPC.
+    # Modules follow the flags: the default is REST on chi (no gin, no gRPC), all databases.
     assert {m["path"] for m in plan["modules"]} == {
-        m["path"] for m in STD["modules"].values() if m.get("when") in (None, "rest", "chi")
+        m["path"] for m in STD["modules"].values() if m.get("when") in (None, "rest", "chi", "postgresql", "mysql_dialect")
     }
+    assert plan["db"]["types"] == ["postgresql", "mysql", "mariadb", "sqlite"]
     assert plan["flags"] == {"rest": True, "grpc": False, "chi": True, "gin": False, "router": "chi"}
 
 
@@ -218,3 +219,18 @@ def test_justification_and_text():
     assert "one line" in v.text("description", "two\nlines", 100)
     assert "one line" in v.text("description", "ends a comment */", 100)
     assert "at most 5" in v.text("owner", "abcdefg", 5)
+
+
+def test_database_flags():
+    f = d.database_flags(["mariadb", "sqlite"])
+    assert f["mysql_dialect"] and not f["postgresql"] and f["types"] == ["mariadb", "sqlite"]
+    assert f["dialects"] == ["mysql", "sqlite"]
+    assert d.database_flags(None)["types"] == ["postgresql", "mysql", "mariadb", "sqlite"]
+    with pytest.raises(ValueError, match="databases must be among"):
+        d.database_flags(["oracle"])
+
+
+def test_databases_validator():
+    assert v.databases(["sqlite"]) == ""
+    assert "must include sqlite" in v.databases(["postgresql"])
+    assert "not supported" in v.databases(["oracle", "sqlite"])

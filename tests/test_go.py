@@ -60,6 +60,9 @@ def test_go_test_race(projects, variant):
     packages = ["internal/app", "internal/service", "internal/store/sqlite", "internal/config"]
     packages += ["internal/httpapi"] if variant in REST_VARIANTS else []
     packages += ["internal/grpcapi"] if variant in GRPC_VARIANTS else []
+    databases = VARIANTS[variant].get("databases", ["postgresql", "mysql", "mariadb", "sqlite"])
+    packages += ["internal/store/mysql"] if {"mysql", "mariadb"} & set(databases) else []
+    packages += ["internal/store/postgres"] if "postgresql" in databases else []
     for pkg in packages:
         assert f"ok  \t{module_of(projects[variant])}/{pkg}\t" in proc.stdout, proc.stdout
 

@@ -116,6 +116,8 @@ def test_interactive_copy(tmp_path):
         s.answer(None)
         s.wait("REST router")
         s.answer(None)
+        s.wait("Databases to compile in")
+        s.answer(None)
 
         # The computed verdict is on screen before the question it informs.
         verdict = s.wait("Go is not justified: 300 req/s <= 10,000, p99 200 ms >= 10 ms")

@@ -110,8 +110,8 @@ def test_go_mod_pins_the_standards(default):
     assert "toolchain" not in gomod
     for spec in STANDARDS["modules"].values():
         line = f"\t{spec['path']} {spec['version']}\n"
-        # The default renders REST on chi: no gin, no gRPC.
-        assert (line in gomod) == (spec.get("when") in (None, "rest", "chi")), spec
+        # The default renders REST on chi (no gin, no gRPC) and all four databases.
+        assert (line in gomod) == (spec.get("when") in (None, "rest", "chi", "postgresql", "mysql_dialect")), spec
 
 
 @pytest.mark.parametrize(
@@ -131,7 +131,8 @@ def test_transport_variants(tmp_path, data, present, absent, modules):
     for f in absent:
         assert not (proj / f).exists(), f
     gomod = (proj / "go.mod").read_text()
-    wanted = {name for name, spec in STANDARDS["modules"].items() if "when" in spec and spec["path"] in gomod}
+    wanted = {name for name, spec in STANDARDS["modules"].items()
+              if spec.get("when") in ("chi", "gin", "grpc") and spec["path"] in gomod}
     assert wanted == modules
     router = (proj / "internal/httpapi/router.go")
     if router.exists():
@@ -230,6 +231,7 @@ BAD_ANSWERS = [
     ({"resource": "Items"}, "resource", "singular lower-case noun"),
     ({"description": "a */ b"}, "description", "one line"),
     ({"project_name": ""}, "project_name", "required"),
+    ({"databases": ["postgresql"]}, "databases", "must include sqlite"),
     ({"peak_rps": 500, "p99_ms": 150}, "go_justification", "is required"),
     ({"peak_rps": 500, "p99_ms": 150, "go_justification": ""}, "go_justification", "required when the numbers do not justify Go"),
     ({"peak_rps": 500, "p99_ms": 150, "go_justification": "because"}, "go_justification", "at least 20 characters"),
@@ -308,3 +310,31 @@ def test_copie_reports_a_bad_answer(copie):
     assert result.exit_code == -1
     assert "Validation error for question 'resource'" in str(result.exception)
     assert "Go keyword" in str(result.exception)
+
+
+@pytest.mark.parametrize(
+    ("databases", "dirs", "absent", "modules"),
+    [
+        (["postgresql", "mysql", "mariadb", "sqlite"], ["postgres", "mysql", "sqlite"], [], {"pgx", "mysql", "retry"}),
+        (["mariadb", "sqlite"], ["mysql", "sqlite"], ["postgres"], {"mysql", "retry"}),
+        (["postgresql", "sqlite"], ["postgres", "sqlite"], ["mysql"], {"pgx"}),
+        (["sqlite"], ["sqlite"], ["postgres", "mysql"], set()),
+    ],
+)
+def test_databases_compiled_in(tmp_path, databases, dirs, absent, modules):
+    proj = render(tmp_path / "svc", {"databases": databases}, skip_tasks=True)
+    store = proj / "internal/store"
+    for d in dirs:
+        assert (store / d).is_dir() and (store / "migrations" / d).is_dir() and (store / "queries" / d).is_dir(), d
+    for d in absent:
+        assert not (store / d).exists() and not (store / "migrations" / d).exists(), d
+    types = [t for t in ("postgresql", "mysql", "mariadb", "sqlite") if t in databases]
+    assert "var Types = []string{" + ", ".join(f'"{t}"' for t in types) + "}" in (store / "store.go").read_text()
+    gomod = (proj / "go.mod").read_text()
+    wanted = {name for name, spec in STANDARDS["modules"].items()
+              if spec.get("when") in ("postgresql", "mysql_dialect") and spec["path"] in gomod}
+    assert wanted == modules
+    sqlc = yaml.safe_load((proj / "sqlc.yaml").read_text())
+    assert sorted(e["engine"] for e in sqlc["sql"]) == sorted({"postgres": "postgresql", "mysql": "mysql", "sqlite": "sqlite"}[d] for d in dirs)
+    default_type = 'envDefault:"postgresql"' if "postgresql" in databases else f'envDefault:"{types[0]}"'
+    assert f'env:"DB_TYPE" {default_type}' in (proj / "internal/config/config.go").read_text()
