@@ -143,10 +143,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "gin": {"router": "gin", "databases": ["mariadb", "sqlite"]},
     # gRPC only: internal callers make it the recommendation; PostgreSQL and SQLite only.
     "grpc": {"exposure": "internal", "databases": ["postgresql", "sqlite"]},
-    # REST on chi and gRPC in one process.
-    "chi-grpc": {"transport": "rest+grpc"},
+    # REST on chi and gRPC in one process, SQLite only.
+    "chi-grpc": {"transport": "rest+grpc", "databases": ["sqlite"]},
     # REST on gin and gRPC, below the Go thresholds (so a justification), another resource
-    # with an irregular plural, another module path: the other branch of every choice.
+    # with an irregular plural, another module path, MySQL without MariaDB: the other
+    # branch of every choice.
     "gin-grpc-category": {
         "project_name": "Catalog API",
         "module_path": "example.com/platform/catalog-api",
@@ -156,6 +157,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "router": "gin",
         "schema_churn": "high",
         "resource": "category",
+        "databases": ["mysql", "sqlite"],
         "go_justification": "The team ships only Go services and shares this codebase's libraries.",
     },
 }
