@@ -250,6 +250,8 @@ def database_flags(chosen: list[str] | None) -> dict[str, Any]:
     flags = {d: d in chosen for d in DB_TYPES}
     flags["mysql_dialect"] = flags["mysql"] or flags["mariadb"]
     flags["types"] = [d for d in DB_TYPES if flags[d]]
+    # Production's engine by default: PostgreSQL when compiled in, else the first chosen.
+    flags["default_type"] = "postgresql" if flags["postgresql"] else flags["types"][0]
     flags["dialects"] = [d for d, on in (("postgres", flags["postgresql"]), ("mysql", flags["mysql_dialect"]), ("sqlite", True)) if on]
     return flags
 

@@ -225,6 +225,8 @@ def test_database_flags():
     f = d.database_flags(["mariadb", "sqlite"])
     assert f["mysql_dialect"] and not f["postgresql"] and f["types"] == ["mariadb", "sqlite"]
     assert f["dialects"] == ["mysql", "sqlite"]
+    assert f["default_type"] == "mariadb"
+    assert d.database_flags(["postgresql", "mysql", "sqlite"])["default_type"] == "postgresql"
     assert d.database_flags(None)["types"] == ["postgresql", "mysql", "mariadb", "sqlite"]
     with pytest.raises(ValueError, match="databases must be among"):
         d.database_flags(["oracle"])
