@@ -118,20 +118,22 @@ def sqlc() -> Path:
     return go_tool("sqlc")
 
 
+def server_dsn(variable: str, script: str) -> str:
+    """The DSN of a test database server from the environment (.ci/run starts them)."""
+    dsn = os.environ.get(variable, "")
+    if not dsn:
+        unavailable(f"{variable} is not set (start a server with .ci/{script})")
+    return dsn
+
+
 @pytest.fixture(scope="session")
 def postgres_dsn() -> str:
-    dsn = os.environ.get("TEST_POSTGRES_DSN", "")
-    if not dsn:
-        unavailable("TEST_POSTGRES_DSN is not set (start a server with .ci/postgres.sh)")
-    return dsn
+    return server_dsn("TEST_POSTGRES_DSN", "postgres.sh")
 
 
 @pytest.fixture(scope="session")
 def mariadb_dsn() -> str:
-    dsn = os.environ.get("TEST_MARIADB_DSN", "")
-    if not dsn:
-        unavailable("TEST_MARIADB_DSN is not set (start a server with .ci/mariadb.sh)")
-    return dsn
+    return server_dsn("TEST_MARIADB_DSN", "mariadb.sh")
 
 
 # Rendered projects shared by the Go toolchain, smoke and database tests. Each is rendered
