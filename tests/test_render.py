@@ -338,3 +338,14 @@ def test_databases_compiled_in(tmp_path, databases, dirs, absent, modules):
     assert sorted(e["engine"] for e in sqlc["sql"]) == sorted({"postgres": "postgresql", "mysql": "mysql", "sqlite": "sqlite"}[d] for d in dirs)
     default_type = 'envDefault:"postgresql"' if "postgresql" in databases else f'envDefault:"{types[0]}"'
     assert f'env:"DB_TYPE" {default_type}' in (proj / "internal/config/config.go").read_text()
+
+
+def test_runtime_policy_numbers_come_from_the_standards(default):
+    s = STANDARDS["sizing"]
+    app = (default / "internal/app/app.go").read_text()
+    assert f"health.New(db, {s['readiness_ping_timeout_ms']}*time.Millisecond)" in app
+    assert f"backoff := {s['migrate_retry_base_ms']} * time.Millisecond" in app
+    assert f"{s['healthcheck_timeout_ms']}*time.Millisecond" in (default / "internal/app/healthcheck.go").read_text()
+    assert f"jwt.WithLeeway({s['jwt_leeway_s']} * time.Second)" in (default / "internal/httpapi/auth.go").read_text()
+    middleware = (default / "internal/httpapi/middleware.go").read_text()
+    assert f"clientIdleAfter = {s['rate_limit_client_idle_minutes']} * time.Minute" in middleware
