@@ -15,6 +15,7 @@ Standards = dict[str, Any]
 
 EXPOSURES = ("external", "internal", "both")
 CHURN_LEVELS = ("low", "medium", "high")
+DATA_LAYERS = ("sqlc", "gorm", "sqlx")
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,14 @@ def data_layer(schema_churn: str) -> Decision:
     raise ValueError(
         f"schema_churn must be one of {', '.join(CHURN_LEVELS)}, not {schema_churn!r}"
     )
+
+
+def data_layer_flags(choice: str) -> dict[str, Any]:
+    """The rendered data layer: one of sqlc, gorm, sqlx (the answer; the default is the
+    recommendation)."""
+    if choice not in DATA_LAYERS:
+        raise ValueError(f"data_layer must be one of {', '.join(DATA_LAYERS)}, not {choice!r}")
+    return {"name": choice, **{d: d == choice for d in DATA_LAYERS}}
 
 
 def _clamp(value: float, lo: float, hi: float) -> float:
@@ -277,6 +286,7 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
         "db": database_flags(answers.get("databases")),
         "proto": {"package": proto_package(answers.get("service_slug", "service")), "version": f"v{std['api']['major_version']}"},
         "data_layer": data_layer(answers["schema_churn"]).as_dict(),
+        "layer": data_layer_flags(answers.get("data_layer") or data_layer(answers["schema_churn"]).choice),
         "pool": pool_size(answers["peak_rps"], std).as_dict(),
         "timeouts": timeouts(answers["p99_ms"], std).as_dict(),
         "rate_limit": rate_limit(answers["peak_rps"], std).as_dict(),
@@ -289,14 +299,27 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
             "Plural": plural(resource)[:1].upper() + plural(resource)[1:],
         },
     }
-    flags = result["flags"]
+    on = {**result["flags"], **result["db"], **result["layer"]}
     result["modules"] = [
         {"name": k, "path": v["path"], "version": v["version"]}
         for k, v in sorted(std["modules"].items(), key=lambda kv: kv[1]["path"])
-        if "when" not in v or flags.get(v["when"], False) or result["db"].get(v["when"], False)
+        if module_wanted(v, on)
     ]
     result["computed"] = computed_summary(result, std)
     return result
+
+
+def module_wanted(module: dict[str, Any], on: dict[str, Any]) -> bool:
+    """A module is required when every computed flag its `when` names is on (a flag name
+    or a list of them; no `when`: always)."""
+    when = module.get("when")
+    if when is None:
+        return True
+    names = [when] if isinstance(when, str) else list(when)
+    unknown = [n for n in names if n not in on]
+    if unknown:
+        raise ValueError(f"standards.yml: module {module['path']} names unknown flags {unknown}")
+    return all(on[n] is True for n in names)
 
 
 def computed_summary(p: dict[str, Any], std: Standards) -> dict[str, Any]:
@@ -309,6 +332,7 @@ def computed_summary(p: dict[str, Any], std: Standards) -> dict[str, Any]:
         "transport_rendered": "+".join(t for t in ("rest", "grpc") if p["flags"][t]),
         "router_rendered": p["flags"]["router"] or "none",
         "data_layer": p["data_layer"]["choice"],
+        "data_layer_rendered": p["layer"]["name"],
         "databases": p["db"]["types"],
         "db_pool_max_conns": p["pool"]["choice"],
         "timeouts_ms": dict(p["timeouts"]["choice"]),

@@ -55,6 +55,10 @@ def migrate_answers(answers: dict[str, Any], migrations: list[dict[str, Any]], s
             if old in answers and new not in answers:
                 answers[new] = answers.pop(old)
                 notes.append(f"answer `{old}` is now `{new}` (template {m.get('version', '?')})")
+        for new, value in (m.get("add") or {}).items():
+            if new not in answers:
+                answers[new] = value
+                notes.append(f"new question `{new}`: set to {value!r}, what older versions rendered (template {m.get('version', '?')})")
         for old in m.get("remove") or []:
             if old in answers:
                 del answers[old]

@@ -147,9 +147,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "grpc": {"exposure": "internal", "databases": ["postgresql", "sqlite"]},
     # REST on chi and gRPC in one process, SQLite only.
     "chi-grpc": {"transport": "rest+grpc", "databases": ["sqlite"]},
+    # The two other data layers, each over all four engines.
+    "gorm": {"data_layer": "gorm"},
+    "sqlx": {"data_layer": "sqlx", "router": "gin"},
     # REST on gin and gRPC, below the Go thresholds (so a justification), another resource
-    # with an irregular plural, another module path, MySQL without MariaDB: the other
-    # branch of every choice.
+    # with an irregular plural, another module path, MySQL without MariaDB, high schema
+    # churn (so GORM, the recommendation, by default): the other branch of every choice.
     "gin-grpc-category": {
         "project_name": "Catalog API",
         "module_path": "example.com/platform/catalog-api",
@@ -166,6 +169,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 REST_VARIANTS = [name for name in VARIANTS if VARIANTS[name].get("exposure") != "internal"]
 GRPC_VARIANTS = ["grpc", "chi-grpc", "gin-grpc-category"]
+# The variant that renders each data layer over all four engines.
+LAYER_VARIANTS = {"sqlc": "default", "gorm": "gorm", "sqlx": "sqlx"}
+
+
+def layer_of(variant: str) -> str:
+    """The data layer a variant renders (its answer, else the recommendation)."""
+    data = VARIANTS[variant]
+    return data.get("data_layer") or ("gorm" if data.get("schema_churn") == "high" else "sqlc")
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
-"""The generated store benchmark (get-by-id, the hot read path) on every engine, run in one
-`go test` process, reported as ratios to SQLite. Nothing here asserts a time: the test
-checks that every benchmark ran and prints the ratios (pytest -s, or the CI log)."""
+"""The generated store benchmark (get-by-id, the hot read path) for every data layer on
+every engine, reported as ratios to the sqlc path on the same engine and to SQLite, all
+from one run of this script. Nothing here asserts a time: the test checks that all twelve
+benchmarks ran and prints the table (pytest -s, or the CI log)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,25 @@ import re
 
 import pytest
 
-from tests.conftest import run
+from tests.conftest import LAYER_VARIANTS, run
 
 pytestmark = [pytest.mark.go, pytest.mark.slow, pytest.mark.postgres]
 
-LINE = re.compile(r"^BenchmarkGet\S*\s+\d+\s+([\d.]+) ns/op\s+(\d+) B/op\s+(\d+) allocs/op", re.M)
+LINE = re.compile(r"^BenchmarkGet/(\w+)\S*\s+\d+\s+([\d.]+) ns/op\s+(\d+) B/op\s+(\d+) allocs/op", re.M)
+ENGINES = ("sqlite", "postgresql", "mysql", "mariadb")
 
 
-def test_get_by_id_benchmark_per_engine(projects, postgres_dsn, mariadb_dsn):
-    proj = projects["default"]
-    results = {}
-    for engine, pkg in (("sqlite", "sqlite"), ("postgresql", "postgres"), ("mariadb", "mysql")):
-        proc = run(["go", "test", "-run=^$", "-bench=^BenchmarkGet$", "-benchtime=3000x", "-count=1", f"./internal/store/{pkg}/"],
-                   proj, TEST_POSTGRES_DSN=postgres_dsn, TEST_MARIADB_DSN=mariadb_dsn)
-        m = LINE.search(proc.stdout)
-        assert m, f"{engine}: no benchmark result in\n{proc.stdout}"
-        results[engine] = (float(m[1]), int(m[2]), int(m[3]))
-    base = results["sqlite"][0]
-    report = ["get-by-id (sqlc), ns/op and ratio to SQLite in the same run:"]
-    report += [f"  {e:10s} {ns:10.0f} ns/op  x{ns / base:5.2f}  {b} B/op  {a} allocs/op" for e, (ns, b, a) in results.items()]
+def test_get_by_id_benchmark_per_data_layer_and_engine(projects, postgres_dsn, mariadb_dsn):
+    results: dict[str, dict[str, tuple[float, int, int]]] = {}
+    for layer, variant in LAYER_VARIANTS.items():
+        proc = run(["go", "test", "-run=^$", "-bench=^BenchmarkGet$", "-benchtime=3000x", "-count=1", "./internal/store/"],
+                   projects[variant], TEST_POSTGRES_DSN=postgres_dsn, TEST_MARIADB_DSN=mariadb_dsn)
+        results[layer] = {m[1]: (float(m[2]), int(m[3]), int(m[4])) for m in LINE.finditer(proc.stdout)}
+        assert set(results[layer]) == set(ENGINES), f"{layer}: benchmarks ran for {sorted(results[layer])}\n{proc.stdout}"
+    report = ["get-by-id, ns/op; ratio to sqlc on the same engine; ratio to the same layer on SQLite:"]
+    for engine in ENGINES:
+        for layer in LAYER_VARIANTS:
+            ns, b, a = results[layer][engine]
+            report.append(f"  {engine:10s} {layer:5s} {ns:10.0f} ns/op  x{ns / results['sqlc'][engine][0]:5.2f} vs sqlc"
+                          f"  x{ns / results[layer]['sqlite'][0]:5.2f} vs SQLite  {b} B/op  {a} allocs/op")
     print("\n".join(report))

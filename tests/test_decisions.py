@@ -75,6 +75,39 @@ def test_data_layer():
         d.data_layer("sometimes")
 
 
+@pytest.mark.parametrize("layer", ["sqlc", "gorm", "sqlx"])
+def test_data_layer_flags(layer):
+    flags = d.data_layer_flags(layer)
+    assert flags["name"] == layer
+    assert [k for k in ("sqlc", "gorm", "sqlx") if flags[k]] == [layer]
+
+
+def test_data_layer_flags_refuse_unknown_values():
+    with pytest.raises(ValueError, match="data_layer must be one of sqlc, gorm, sqlx"):
+        d.data_layer_flags("ent")
+
+
+def test_the_data_layer_answer_overrides_the_recommendation_and_picks_the_modules():
+    answers = dict(peak_rps=20_000, p99_ms=50, packets_per_s=0, cpu_bound=False, exposure="external",
+                   schema_churn="high", go_version="1.26", resource="item")
+    assert d.plan(answers, STD)["layer"]["name"] == "gorm"  # the recommendation for high churn
+    paths = lambda p: {m["path"] for m in p["modules"]}  # noqa: E731
+    gorm = d.plan({**answers, "databases": ["mariadb", "sqlite"]}, STD)
+    assert {"gorm.io/gorm", "gorm.io/driver/mysql", "gorm.io/driver/sqlite"} <= paths(gorm)
+    assert "gorm.io/driver/postgres" not in paths(gorm) and "github.com/jmoiron/sqlx" not in paths(gorm)
+    sqlx = d.plan({**answers, "data_layer": "sqlx"}, STD)
+    assert sqlx["layer"] == {"name": "sqlx", "sqlc": False, "gorm": False, "sqlx": True}
+    assert "github.com/jmoiron/sqlx" in paths(sqlx) and not any(p.startswith("gorm.io") for p in paths(sqlx))
+    assert sqlx["computed"]["data_layer"] == "gorm" and sqlx["computed"]["data_layer_rendered"] == "sqlx"
+
+
+def test_module_when_names_known_flags_only():
+    with pytest.raises(ValueError, match="unknown flags"):
+        d.module_wanted({"path": "x", "when": ["gorm", "oracle"]}, {"gorm": True})
+    assert d.module_wanted({"path": "x", "when": ["gorm", "postgresql"]}, {"gorm": True, "postgresql": True})
+    assert not d.module_wanted({"path": "x", "when": ["gorm", "postgresql"]}, {"gorm": True, "postgresql": False})
+
+
 # ---------------------------------------------------------------- sizing
 def test_pool_size_is_littles_law_with_headroom():
     s = STD["sizing"]
@@ -138,8 +171,9 @@ def test_plan_has_every_decision():
     assert plan["resource"] == {"name": "item", "Name": "Item", "plural": "items", "Plural": "Items"}
     # Modules follow the flags: the default is REST on chi (no gin, no gRPC), all databases.
     assert {m["path"] for m in plan["modules"]} == {
-        m["path"] for m in STD["modules"].values() if m.get("when") in (None, "rest", "chi", "postgresql", "mysql_dialect")
+        m["path"] for m in STD["modules"].values() if m.get("when") in (None, "rest", "chi", "postgresql", "mysql_dialect", "sqlc")
     }
+    assert plan["layer"]["name"] == "sqlc"
     assert plan["db"]["types"] == ["postgresql", "mysql", "mariadb", "sqlite"]
     assert plan["flags"] == {"rest": True, "grpc": False, "chi": True, "gin": False, "router": "chi"}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GRPC_VARIANTS, REST_VARIANTS, STANDARDS, VARIANTS, go_tool, run, slug_of
+from tests.conftest import GRPC_VARIANTS, LAYER_VARIANTS, REST_VARIANTS, STANDARDS, VARIANTS, go_tool, layer_of, run, slug_of
 
 pytestmark = [pytest.mark.go, pytest.mark.slow]
 
@@ -57,12 +57,14 @@ def test_go_test_race(projects, variant):
     # -race needs cgo; the suite is otherwise CGO-free.
     proc = run(["go", "test", "-race", "-count=1", "./..."], projects[variant], CGO_ENABLED="1")
     assert "FAIL" not in proc.stdout
-    packages = ["internal/app", "internal/service", "internal/store/sqlite", "internal/config"]
+    packages = ["internal/app", "internal/service", "internal/store", "internal/store/storeerr", "internal/config"]
     packages += ["internal/httpapi"] if variant in REST_VARIANTS else []
     packages += ["internal/grpcapi"] if variant in GRPC_VARIANTS else []
     databases = VARIANTS[variant].get("databases", ["postgresql", "mysql", "mariadb", "sqlite"])
-    packages += ["internal/store/mysql"] if {"mysql", "mariadb"} & set(databases) else []
-    packages += ["internal/store/postgres"] if "postgresql" in databases else []
+    mysql = bool({"mysql", "mariadb"} & set(databases))
+    packages += ["internal/store/mysql"] if mysql else []
+    layer = layer_of(variant)
+    packages += [f"internal/store/{layer}store"] if layer != "sqlc" and mysql else []
     for pkg in packages:
         assert f"ok  \t{module_of(projects[variant])}/{pkg}\t" in proc.stdout, proc.stdout
 
@@ -71,9 +73,12 @@ def module_of(project: Path) -> str:
     return (project / "go.mod").read_text().splitlines()[0].split()[1]
 
 
+@pytest.mark.parametrize("variant", sorted(set(LAYER_VARIANTS.values())))
 @pytest.mark.parametrize("platform", STANDARDS["images"]["platforms"])
-def test_cross_compile(projects, platform, tmp_path):
-    proj = projects["default"]
+def test_cross_compile(projects, platform, variant, tmp_path):
+    """The image's binary: CGO_ENABLED=0 for every platform and every data layer (GORM's
+    SQLite dialect runs over the pure-Go driver)."""
+    proj = projects[variant]
     slug = slug_of(proj)
     goos, goarch = platform.split("/")
     out = tmp_path / f"{slug}-{goos}-{goarch}"
@@ -96,7 +101,7 @@ def tree_diffs(a: Path, b: Path) -> list[str]:
     return diffs
 
 
-@pytest.mark.parametrize("variant", VARIANT_NAMES)
+@pytest.mark.parametrize("variant", [v for v in VARIANT_NAMES if layer_of(v) == "sqlc"])
 def test_sqlc_regenerates_the_committed_code(projects, sqlc, variant, tmp_path):
     """The generated sqlc code shipped in the template is what sqlc makes from the SQL."""
     src = projects[variant]

@@ -57,4 +57,15 @@ def test_answer_migrations_table_is_valid():
     table = yaml.safe_load((ROOT / "extensions/answer_migrations.yml").read_text()) or []
     assert isinstance(table, list)
     for entry in table:
-        assert set(entry) <= {"version", "rename", "remove", "note"}
+        assert set(entry) <= {"version", "rename", "add", "remove", "note"}
+
+
+def test_a_service_from_before_the_data_layer_question_keeps_sqlc():
+    from tests.conftest import ROOT
+
+    table = yaml.safe_load((ROOT / "extensions/answer_migrations.yml").read_text())
+    old = {"go_version": STANDARDS["go"]["default"], "schema_churn": "high"}  # high churn recommends gorm
+    notes = migrate.migrate_answers(old, table, STANDARDS)
+    assert old["data_layer"] == "sqlc" and "data_layer" in notes[0]
+    chosen = {"go_version": STANDARDS["go"]["default"], "data_layer": "sqlx"}
+    assert migrate.migrate_answers(chosen, table, STANDARDS) == [] and chosen["data_layer"] == "sqlx"

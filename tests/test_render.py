@@ -349,3 +349,42 @@ def test_runtime_policy_numbers_come_from_the_standards(default):
     assert f"jwt.WithLeeway({s['jwt_leeway_s']} * time.Second)" in (default / "internal/httpapi/auth.go").read_text()
     middleware = (default / "internal/httpapi/middleware.go").read_text()
     assert f"clientIdleAfter = {s['rate_limit_client_idle_minutes']} * time.Minute" in middleware
+
+
+@pytest.mark.parametrize("layer", ["gorm", "sqlx"])
+def test_data_layer_renders_one_package_and_no_sqlc(tmp_path, layer):
+    proj = render(tmp_path / "svc", {"data_layer": layer, "databases": ["mariadb", "sqlite"]}, skip_tasks=True)
+    store = proj / "internal/store"
+    assert (store / f"{layer}store" / "item.go").is_file()
+    other = {"gorm": "sqlx", "sqlx": "gorm"}[layer]
+    assert not (store / f"{other}store").exists()
+    # No sqlc anywhere: no config, queries, generated code or Makefile tool.
+    assert not (proj / "sqlc.yaml").exists() and not (store / "queries").exists()
+    assert not list(store.rglob("gen")) and not (store / "sqlite" / "item.go").exists()
+    assert "SQLC" not in (proj / "Makefile").read_text()
+    assert f"{layer}store.New(e)" in (store / "store.go").read_text()
+    gomod = (proj / "go.mod").read_text()
+    if layer == "gorm":
+        assert "gorm.io/driver/mysql" in gomod and "gorm.io/driver/sqlite" in gomod
+        assert "gorm.io/driver/postgres" not in gomod and "jmoiron/sqlx" not in gomod
+    else:
+        assert "jmoiron/sqlx" in gomod and "gorm.io" not in gomod
+    answers = yaml.safe_load((proj / ".copier-answers.yml").read_text())
+    assert answers["data_layer"] == layer
+    computed = yaml.safe_load((proj / "docs/adr/computed.yml").read_text())
+    assert computed["data_layer_rendered"] == layer
+    adr = (proj / "docs/adr/0001-architecture.md").read_text()
+    assert f"### Data layer: {layer} (recommended: sqlc)" in adr and f"The team chose {layer} instead." in adr
+    assert {"gorm": "pure-Go modernc.org/sqlite connection", "sqlx": "placeholders that sqlx rebinds"}[layer] in adr
+
+
+def test_data_layer_default_follows_schema_churn(tmp_path):
+    proj = render(tmp_path / "svc", {"schema_churn": "high"}, skip_tasks=True)
+    assert yaml.safe_load((proj / ".copier-answers.yml").read_text())["data_layer"] == "gorm"
+    assert (proj / "internal/store/gormstore").is_dir()
+
+
+def test_an_unknown_data_layer_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="Invalid choice for 'data_layer'"):
+        render(tmp_path / "svc", {"data_layer": "ent"}, skip_tasks=True)
+    assert not (tmp_path / "svc").exists() or not any((tmp_path / "svc").iterdir())
