@@ -110,6 +110,9 @@ def test_interactive_copy(tmp_path):
         s.answer(None)
         s.wait("How often will the data schema change?")
         s.answer(None)
+        # The data layer's recommendation (from the schema churn) is shown with its choice.
+        s.wait("Data layer (recommended: sqlc: Schema churn is low")
+        s.answer(None)
 
         # The transport's recommendation (from the callers) is shown with its choice.
         s.wait("Transport (recommended: rest: Called by external clients")
@@ -127,7 +130,7 @@ def test_interactive_copy(tmp_path):
         s.wait("at least 20 characters")
         s.answer("Our on-call tooling and libraries are Go-only.")
 
-        s.wait("Example resource, a singular noun (computed: data layer sqlc)")
+        s.wait("Example resource, a singular noun")
         s.answer(None)
         child.expect(pexpect.EOF, timeout=120)
     finally:
@@ -136,5 +139,6 @@ def test_interactive_copy(tmp_path):
     answers = yaml.safe_load((dst / ".copier-answers.yml").read_text())
     assert answers["service_slug"] == "pty-svc"
     assert answers["peak_rps"] == 300
+    assert answers["data_layer"] == "sqlc"
     main = (dst / "cmd/pty-svc/main.go").read_text()
     assert "Our on-call tooling and libraries are Go-only." in main
