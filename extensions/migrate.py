@@ -86,6 +86,20 @@ def team_owned_files(answers: dict[str, Any]) -> set[str]:
     return found
 
 
+def project_dirs() -> set[str]:
+    """Every directory of the project (cwd), outside .git."""
+    return {str(p) for p in Path(".").rglob("*") if p.is_dir() and ".git" not in p.parts}
+
+
+def deleted_by_team(path: str, dirs_before: set[str] | None) -> bool:
+    """A team-owned file the update brought back: the team deleted it when its package was
+    already there; in a package new to the service (a data layer or transport the new answers
+    add) it is new in the template and stays."""
+    if dirs_before is None:
+        return True
+    return str(Path(path).parent) in dirs_before
+
+
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": 1}} -> {"a.b": 1}."""
     if isinstance(data, dict) and data:
@@ -111,6 +125,7 @@ def before(answers_file: Path) -> None:
     state = state_dir()
     (state / "notes.yml").write_text(yaml.safe_dump(notes), encoding="utf-8")
     (state / "team-owned.yml").write_text(yaml.safe_dump(sorted(team_owned_files(answers))), encoding="utf-8")
+    (state / "dirs-before.yml").write_text(yaml.safe_dump(sorted(project_dirs())), encoding="utf-8")
     if COMPUTED.is_file():
         (state / "computed-before.yml").write_text(COMPUTED.read_text(encoding="utf-8"), encoding="utf-8")
     for note in notes:
@@ -120,13 +135,17 @@ def before(answers_file: Path) -> None:
 def after(answers_file: Path, version_from: str, version_to: str) -> None:
     state = state_dir()
     notes = yaml.safe_load((state / "notes.yml").read_text(encoding="utf-8")) if (state / "notes.yml").is_file() else []
-    owned_file = state / "team-owned.yml"
+    owned_file, dirs_file = state / "team-owned.yml", state / "dirs-before.yml"
     if owned_file.is_file():
         kept = set(yaml.safe_load(owned_file.read_text(encoding="utf-8")) or [])
+        dirs = set(yaml.safe_load(dirs_file.read_text(encoding="utf-8")) or []) if dirs_file.is_file() else None
         answers = yaml.safe_load(answers_file.read_text(encoding="utf-8")) or {}
         for path in sorted(team_owned_files(answers) - kept):
-            Path(path).unlink()
-            notes.append(f"left `{path}` out: the file is the team's (deleted by the team, or new in the template)")
+            if deleted_by_team(path, dirs):
+                Path(path).unlink()
+                notes.append(f"left `{path}` out: the file is the team's and was not there before the update")
+            else:
+                notes.append(f"added `{path}`: new with this update's answers (a package the service did not have); it is the team's from now on")
     old_file = state / "computed-before.yml"
     old = yaml.safe_load(old_file.read_text(encoding="utf-8")) if old_file.is_file() else {}
     new = yaml.safe_load(COMPUTED.read_text(encoding="utf-8")) if COMPUTED.is_file() else {}
@@ -151,7 +170,7 @@ def after(answers_file: Path, version_from: str, version_to: str) -> None:
         with LOG.open("a", encoding="utf-8") as f:
             f.write(head + "\n".join(lines) + "\n")
         print(f"copier-go-service: {len(diff)} computed value(s) changed; see {LOG}")
-    for f in (old_file, state / "notes.yml", owned_file):
+    for f in (old_file, state / "notes.yml", owned_file, dirs_file):
         f.unlink(missing_ok=True)
 
 

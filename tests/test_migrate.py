@@ -69,3 +69,10 @@ def test_a_service_from_before_the_data_layer_question_keeps_sqlc():
     assert old["data_layer"] == "sqlc" and "data_layer" in notes[0]
     chosen = {"go_version": STANDARDS["go"]["default"], "data_layer": "sqlx"}
     assert migrate.migrate_answers(chosen, table, STANDARDS) == [] and chosen["data_layer"] == "sqlx"
+
+
+def test_a_team_file_comes_back_deleted_only_where_its_package_was_there():
+    before = {"internal/store/sqlite", "internal/httpapi"}
+    assert migrate.deleted_by_team("internal/httpapi/item.go", before)
+    assert not migrate.deleted_by_team("internal/store/gormstore/item.go", before)
+    assert migrate.deleted_by_team("internal/store/gormstore/item.go", None)  # no record: the old rule

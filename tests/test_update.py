@@ -255,3 +255,23 @@ def test_unsupported_go_line_moves_on(template_repo, tmp_path):
     log = (svc / "docs/adr/standards-updates.md").read_text()
     assert "Go 1.26 is no longer supported by the platform standard: moved to Go 1.27" in log
     assert "| `go.directive` | 1.26.0 | 1.27.0 |" in log
+
+
+def test_update_switches_the_data_layer(template_repo, tmp_path):
+    """`copier update --data data_layer=sqlx`: the sqlc code goes, the sqlx package comes
+    (its team-owned queries file included), a team file the team deleted stays deleted,
+    and the service builds and passes its store contract."""
+    svc = make_service(template_repo, tmp_path / "svc")
+    assert answers(svc)["data_layer"] == "sqlc"
+    team_edits(svc)
+    update(svc, "v3.0.0", data={"data_layer": "sqlx"})
+    assert git(svc, "ls-files", "-u") == "" and conflicts_check(svc).returncode == 0
+    assert answers(svc)["data_layer"] == "sqlx"
+    store = svc / "internal/store"
+    assert (store / "sqlxstore/item.go").is_file()
+    assert not (svc / "sqlc.yaml").exists() and not (store / "queries").exists() and not (store / "sqlite/item.go").exists()
+    assert not (svc / "internal/httpapi/item_test.go").exists()  # deleted by the team: stays deleted
+    log = (svc / "docs/adr/standards-updates.md").read_text()
+    assert "added `internal/store/sqlxstore/item.go`" in log and "| `data_layer_rendered` | sqlc | sqlx |" in log
+    run(["go", "build", "./..."], svc)
+    run(["go", "test", "-count=1", "./internal/store/..."], svc)
