@@ -312,22 +312,16 @@ def test_smoke_transport_variants(binaries, variant, tmp_path):
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("layer", list(LAYER_VARIANTS))
-def test_smoke_postgres(binaries, layer, postgres_dsn):
-    svc = Service(binaries[LAYER_VARIANTS[layer]], base_env(DB_TYPE="postgresql", DATABASE_URL=fresh_database(postgres_dsn)))
-    svc.wait_listening().wait_ready()
-    exercise(svc.api)
-    assert svc.stop() == 0
-
-
-@pytest.mark.postgres
-@pytest.mark.parametrize("layer", list(LAYER_VARIANTS))
-def test_smoke_mariadb(binaries, layer, mariadb_dsn):
-    svc = Service(binaries[LAYER_VARIANTS[layer]], base_env(DB_TYPE="mariadb", DATABASE_URL=fresh_mariadb_database(mariadb_dsn)))
+@pytest.mark.parametrize("engine", ["postgresql", "mariadb"])
+def test_smoke_database_server(binaries, engine, layer, postgres_dsn, mariadb_dsn):
+    """The binary of each data layer on each database server: ready, serving, metrics."""
+    dsn = fresh_database(postgres_dsn) if engine == "postgresql" else fresh_mariadb_database(mariadb_dsn)
+    svc = Service(binaries[LAYER_VARIANTS[layer]], base_env(DB_TYPE=engine, DATABASE_URL=dsn))
     svc.wait_listening().wait_ready()
     exercise(svc.api)
     with urllib.request.urlopen(svc.metrics + "/metrics", timeout=10) as res:
         text = res.read().decode()
-    assert 'db_pool_max_open_connections{db_type="mariadb"}' in text
+    assert f'db_pool_max_open_connections{{db_type="{engine}"}}' in text
     assert svc.stop() == 0
 
 
