@@ -258,6 +258,7 @@ def database_flags(chosen: list[str] | None) -> dict[str, Any]:
         raise ValueError(f"databases must be among {', '.join(DB_TYPES)}, not {unknown!r}")
     flags = {d: d in chosen for d in DB_TYPES}
     flags["mysql_dialect"] = flags["mysql"] or flags["mariadb"]
+    flags["server"] = flags["postgresql"] or flags["mysql_dialect"]  # any engine that needs a server
     flags["types"] = [d for d in DB_TYPES if flags[d]]
     # Production's engine by default: PostgreSQL when compiled in, else the first chosen.
     flags["default_type"] = "postgresql" if flags["postgresql"] else flags["types"][0]

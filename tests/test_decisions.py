@@ -174,7 +174,8 @@ def test_plan_has_every_decision():
         m["path"] for m in STD["modules"].values() if m.get("when") in (None, "rest", "chi", "postgresql", "mysql_dialect", "sqlc")
     }
     assert plan["layer"]["name"] == "sqlc"
-    assert plan["db"]["types"] == ["postgresql", "mysql", "mariadb", "sqlite"]
+    assert plan["db"]["types"] == ["postgresql", "mysql", "mariadb", "sqlite"] and plan["db"]["server"]
+    assert not d.database_flags(["sqlite"])["server"] and d.database_flags(["mariadb", "sqlite"])["server"]
     assert plan["flags"] == {"rest": True, "grpc": False, "chi": True, "gin": False, "router": "chi"}
 
 
