@@ -175,8 +175,10 @@ LAYER_VARIANTS = {"sqlc": "default", "gorm": "gorm", "sqlx": "sqlx"}
 
 def layer_of(variant: str) -> str:
     """The data layer a variant renders (its answer, else the recommendation)."""
+    from extensions import decisions
+
     data = VARIANTS[variant]
-    return data.get("data_layer") or ("gorm" if data.get("schema_churn") == "high" else "sqlc")
+    return data.get("data_layer") or decisions.data_layer(data.get("schema_churn", "low")).choice
 
 
 @pytest.fixture(scope="session")
