@@ -301,6 +301,7 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
         },
     }
     on = {**result["flags"], **result["db"], **result["layer"]}
+    result["on"] = {k: v for k, v in on.items() if isinstance(v, bool)}
     result["modules"] = [
         {"name": k, "path": v["path"], "version": v["version"]}
         for k, v in sorted(std["modules"].items(), key=lambda kv: kv[1]["path"])
@@ -310,17 +311,32 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
     return result
 
 
-def module_wanted(module: dict[str, Any], on: dict[str, Any]) -> bool:
-    """A module is required when every computed flag its `when` names is on (a flag name
-    or a list of them; no `when`: always)."""
-    when = module.get("when")
-    if when is None:
+def flags_on(when: Any, on: dict[str, Any], what: str) -> bool:
+    """Is a `when` (a computed flag's name, a list of names that must all be on, or
+    None/"always") satisfied by the plan's flags? Unknown names are an error in `what`."""
+    if when is None or when == "always":
         return True
     names = [when] if isinstance(when, str) else list(when)
     unknown = [n for n in names if n not in on]
     if unknown:
-        raise ValueError(f"standards.yml: module {module['path']} names unknown flags {unknown}")
+        raise ValueError(f"{what} names unknown flags {unknown}")
     return all(on[n] is True for n in names)
+
+
+def module_wanted(module: dict[str, Any], on: dict[str, Any]) -> bool:
+    """A module is required when every computed flag its `when` names is on (a flag name
+    or a list of them; no `when`: always)."""
+    return flags_on(module.get("when"), on, f"standards.yml: module {module['path']}")
+
+
+def excluded_files(table: list[dict[str, Any]], on: dict[str, Any], resource: str) -> list[str]:
+    """The file table (files.yml) as `_exclude` patterns: the paths of every entry whose
+    flags are off, anchored at the project root. A file renders when no pattern matches it."""
+    out: list[str] = []
+    for entry in table:
+        if not flags_on(entry["when"], on, f"files.yml: entry {entry['paths'][:1]}"):
+            out += ["/" + p.replace("{resource}", resource).rstrip("/") for p in entry["paths"]]
+    return out
 
 
 def computed_summary(p: dict[str, Any], std: Standards) -> dict[str, Any]:

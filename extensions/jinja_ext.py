@@ -37,6 +37,7 @@ def _load(name: str) -> ModuleType:
 decisions = _load("decisions")
 validators = _load("validators")
 STANDARDS: dict[str, Any] = yaml.safe_load((HERE / "standards.yml").read_text(encoding="utf-8"))
+FILE_TABLE: list[dict[str, Any]] = yaml.safe_load((HERE / "files.yml").read_text(encoding="utf-8"))
 
 REQUIRED_FOR_PLAN = (
     "peak_rps", "p99_ms", "packets_per_s", "cpu_bound", "exposure", "schema_churn",
@@ -128,5 +129,7 @@ class GoServiceContext(ContextHook):
             return
         answers = {k: context[k] for k in REQUIRED_FOR_PLAN}
         answers.update({k: context[k] for k in OPTIONAL_FOR_PLAN if isinstance(context.get(k), (str, list))})
-        context["plan"] = decisions.plan(answers, STANDARDS)
+        plan = decisions.plan(answers, STANDARDS)
+        plan["excluded_files"] = decisions.excluded_files(FILE_TABLE, plan["on"], answers["resource"])
+        context["plan"] = plan
         context["R"] = context["plan"]["resource"]

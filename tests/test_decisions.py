@@ -11,6 +11,8 @@ from extensions import decisions as d
 from extensions import validators as v
 from tests.conftest import STANDARDS as STD
 
+pytestmark = pytest.mark.fast
+
 
 # ---------------------------------------------------------------- Go or not
 @pytest.mark.parametrize(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from extensions import migrate
 from tests.conftest import STANDARDS
+
+pytestmark = pytest.mark.fast
 
 STD = {"go": {"supported": ["1.27", "1.28"], "default": "1.27"}}
 

@@ -17,6 +17,8 @@ from copier.errors import UnsafeTemplateError
 
 from tests.conftest import ROOT, STANDARDS, render
 
+pytestmark = pytest.mark.fast
+
 JUSTIFIED_LOW = {
     "peak_rps": 500,
     "p99_ms": 150,

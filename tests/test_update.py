@@ -68,7 +68,7 @@ def v2_changes(tpl: Path) -> None:
     (tpl / "extensions/answer_migrations.yml").write_text(
         '- version: "2.0.0"\n  rename: {owner: owning_team}\n  note: owner became owning_team\n'
     )
-    sub(tpl / "template/internal/{% if plan.flags.rest %}httpapi{% endif %}/middleware.go.jinja",
+    sub(tpl / "template/internal/httpapi/middleware.go.jinja",
         "\t\tw.Header().Set(requestIDHeader, id)\n",
         "\t\tw.Header().Set(requestIDHeader, id)\n\t\tw.Header().Set(\"X-Content-Type-Options\", \"nosniff\")\n")
 
