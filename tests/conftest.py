@@ -88,11 +88,11 @@ def go_bin() -> str:
     return go
 
 
-def go_tool(name: str) -> Path:
+def go_tool_path(name: str) -> Path:
     """Build a pinned tool from source (the standards data names path and version) once,
-    into a shared cache directory, and return its path."""
+    into a shared cache directory, and return its path. Raises when it cannot."""
     if not shutil.which("go"):
-        unavailable("the Go toolchain ('go') is not on PATH")
+        raise FileNotFoundError("the Go toolchain ('go') is not on PATH")
     spec = STANDARDS["tools"][name]
     binary = TOOLS_DIR / spec["version"] / Path(spec["path"]).name
     if not binary.exists():
@@ -104,8 +104,17 @@ def go_tool(name: str) -> Path:
             capture_output=True, text=True, timeout=1800,
         )
         if proc.returncode != 0:
-            unavailable(f"could not build {name} {spec['version']} from source:\n{proc.stderr[-3000:]}")
+            raise RuntimeError(f"could not build {name} {spec['version']} from source:\n{proc.stderr[-3000:]}")
     return binary
+
+
+def go_tool(name: str) -> Path:
+    """go_tool_path for tests: skips locally (fails in CI) when the tool cannot be had."""
+    try:
+        return go_tool_path(name)
+    except (FileNotFoundError, RuntimeError) as err:
+        unavailable(str(err))
+        raise
 
 
 @pytest.fixture(scope="session")
@@ -138,6 +147,8 @@ def mariadb_dsn() -> str:
 
 # Rendered projects shared by the Go toolchain, smoke and database tests. Each is rendered
 # once per session, with Copier's tasks (go mod tidy, gofmt), like a user's first copy.
+# VARIANTS are named for what the smoke and database tests need; the toolchain tests run on
+# TOOLCHAIN_VARIANTS: the defaults and every row of the pairwise covering array.
 VARIANTS: dict[str, dict[str, Any]] = {
     # REST on chi: the defaults (external callers, a load that justifies Go).
     "default": {},
@@ -167,6 +178,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 
+def _pairwise() -> dict[str, dict[str, Any]]:
+    from tests import pairwise
+
+    return pairwise.VARIANTS
+
+
+PAIRWISE_VARIANTS = _pairwise()
+TOOLCHAIN_VARIANTS: dict[str, dict[str, Any]] = {"default": {}, **PAIRWISE_VARIANTS}
+ALL_VARIANTS: dict[str, dict[str, Any]] = {**VARIANTS, **PAIRWISE_VARIANTS}
+
 REST_VARIANTS = [name for name in VARIANTS if VARIANTS[name].get("exposure") != "internal"]
 GRPC_VARIANTS = ["grpc", "chi-grpc", "gin-grpc-category"]
 # The variant that renders each data layer over all four engines.
@@ -177,7 +198,7 @@ def layer_of(variant: str) -> str:
     """The data layer a variant renders (its answer, else the recommendation)."""
     from extensions import decisions
 
-    data = VARIANTS[variant]
+    data = ALL_VARIANTS[variant]
     return data.get("data_layer") or decisions.data_layer(data.get("schema_churn", "low")).choice
 
 
@@ -193,7 +214,7 @@ def projects(tmp_path_factory, go_bin) -> dict[str, Path]:
             if not settings.exists():
                 settings.write_text("{}\n")
             os.environ["COPIER_SETTINGS_PATH"] = str(settings)
-            render(dst, VARIANTS[name])
+            render(dst, ALL_VARIANTS[name])
             cache[name] = dst
             self[name] = dst
             return dst

@@ -1,0 +1,218 @@
+// Package app wires the service together: Run is the whole program, called by main and
+// by the end-to-end tests.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/example/my-service/internal/config"
+	"github.com/example/my-service/internal/health"
+	"github.com/example/my-service/internal/httpapi"
+	"github.com/example/my-service/internal/service"
+	"github.com/example/my-service/internal/store"
+	"github.com/example/my-service/internal/telemetry"
+)
+
+// Version is set at build time with -ldflags "-X github.com/example/my-service/internal/app.Version=...".
+var Version = "dev"
+
+// Run runs the service until ctx is cancelled or SIGINT/SIGTERM arrives. args are the
+// command line (args[0] is the program name): flags -healthcheck and -version, and the
+// subcommand "migrate". getenv reads the configuration.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	healthcheck := fs.Bool("healthcheck", false, "GET /readyz on the local server and exit 0 when ready (container HEALTHCHECK)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		_, _ = fmt.Fprintf(stderr, "usage: %s [flags] [serve|migrate]\n", args[0])
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *showVersion {
+		_, err := fmt.Fprintln(stdout, Version)
+		return err
+	}
+	command := "serve"
+	if fs.NArg() > 0 {
+		command = fs.Arg(0)
+	}
+	if command != "serve" && command != "migrate" {
+		return fmt.Errorf("unknown command %q: use serve or migrate", command)
+	}
+
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	if *healthcheck {
+		return checkHealth(ctx, cfg.HTTPAddr)
+	}
+	logger := telemetry.NewLogger(stdout, cfg.LogLevel)
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	db, err := store.Open(ctx, cfg.DB)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := db.Close(); err != nil {
+			logger.Error("closing the database", "err", err.Error())
+		}
+		logger.Info("stopped")
+	}()
+
+	if command == "migrate" {
+		if err := db.Migrate(ctx); err != nil {
+			return err
+		}
+		logger.Info("migrations applied", "db_type", cfg.DB.Type)
+		return nil
+	}
+	return serve(ctx, cfg, logger, db)
+}
+
+func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, db store.Store) error {
+	logger.Info("starting", "version", Version, "config", cfg)
+	if cfg.Auth.JWTSecret == "" {
+		logger.Warn("JWT_SECRET is not set: write routes are open (set it outside development)")
+	}
+
+	state := health.New(db, 1000*time.Millisecond)
+	metrics := telemetry.NewMetrics()
+	metrics.RegisterPoolStats(cfg.DB.Type, db.Stats)
+	items := service.NewItems(db, service.Limits{
+		DefaultPageSize: cfg.HTTP.DefaultPageSize, MaxPageSize: cfg.HTTP.MaxPageSize,
+	}, nil)
+
+	// Listen before serving: bind errors surface here, and ":0" works in tests.
+	var (
+		lc        net.ListenConfig
+		listeners []net.Listener
+	)
+	listen := func(name, addr string) (net.Listener, error) {
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			for _, l := range listeners {
+				_ = l.Close()
+			}
+			return nil, fmt.Errorf("listen on %s %s: %w", name, addr, err)
+		}
+		listeners = append(listeners, ln)
+		return ln, nil
+	}
+	metricsLn, err := listen("METRICS_ADDR", cfg.MetricsAddr)
+	if err != nil {
+		return err
+	}
+	metricsSrv := &http.Server{
+		Handler:           promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{Registry: metrics.Registry}),
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveHTTP(metricsSrv, metricsLn) })
+	onDrain := []func(){state.StartDraining}
+	stops := []func(context.Context) error{metricsSrv.Shutdown}
+	addrs := []any{"metrics_addr", metricsLn.Addr().String()}
+
+	apiLn, err := listen("HTTP_ADDR", cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	api := &http.Server{
+		Handler: httpapi.NewServer(httpapi.Deps{
+			Logger: logger, HTTP: cfg.HTTP, RateLimit: cfg.RateLimit, Auth: cfg.Auth,
+			Health: state, Metrics: metrics, Items: items,
+		}),
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		WriteTimeout:      cfg.HTTP.WriteTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	g.Go(func() error { return serveHTTP(api, apiLn) })
+	stops = append([]func(context.Context) error{api.Shutdown}, stops...)
+	addrs = append(addrs, "http_addr", apiLn.Addr().String())
+	logger.Info("listening", addrs...)
+
+	g.Go(func() error {
+		migrateUntilDone(gctx, logger, cfg.DB.MigrateOnStart, db, state)
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		return shutdown(cfg.HTTP, logger, onDrain, stops)
+	})
+	return g.Wait()
+}
+
+func serveHTTP(srv *http.Server, ln net.Listener) error {
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// shutdown flips readiness (onDrain), waits the drain delay, then stops the servers,
+// letting in-flight requests finish within the shutdown timeout.
+func shutdown(cfg config.HTTP, logger *slog.Logger, onDrain []func(), stops []func(context.Context) error) error {
+	logger.Info("shutting down: readiness is now failing", "drain_delay", cfg.DrainDelay)
+	for _, f := range onDrain {
+		f()
+	}
+	time.Sleep(cfg.DrainDelay)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	for _, stop := range stops {
+		if err := stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// migrateUntilDone applies migrations (when enabled), retrying with capped backoff while
+// the database is unreachable, then marks the service ready. A database that is down at
+// start-up makes the service not-ready, not a crash loop.
+func migrateUntilDone(ctx context.Context, logger *slog.Logger, enabled bool, db store.Store, state *health.State) {
+	if !enabled {
+		state.MarkMigrated()
+		return
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		err := db.Migrate(ctx)
+		if err == nil {
+			logger.Info("migrations applied")
+			state.MarkMigrated()
+			return
+		}
+		logger.Warn("migrations failed; retrying", "err", err.Error(), "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10000*time.Millisecond)
+	}
+}

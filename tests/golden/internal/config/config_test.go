@@ -1,0 +1,61 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/example/my-service/internal/config"
+)
+
+func getenv(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadDefaults(t *testing.T) {
+	cfg, err := config.Load(getenv(map[string]string{"DATABASE_URL": "postgres://db/app"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DB.Type != "postgresql" || cfg.DB.MaxConns != 30 {
+		t.Fatalf("db defaults: %+v", cfg.DB)
+	}
+	if cfg.HTTP.RequestTimeout != 250*time.Millisecond {
+		t.Fatalf("request timeout: %v", cfg.HTTP.RequestTimeout)
+	}
+	if cfg.MetricsAddr != ":9090" {
+		t.Fatalf("metrics address: %s", cfg.MetricsAddr)
+	}
+	if cfg.HTTPAddr != ":8080" {
+		t.Fatalf("HTTP address: %s", cfg.HTTPAddr)
+	}
+}
+
+func TestLoadRejectsBadValues(t *testing.T) {
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want string
+	}{
+		"no database url": {map[string]string{}, "DATABASE_URL is required"},
+		"bad duration":    {map[string]string{"DATABASE_URL": "x", "REQUEST_TIMEOUT": "soon"}, "REQUEST_TIMEOUT"},
+		"zero pool":       {map[string]string{"DATABASE_URL": "x", "DB_MAX_CONNS": "0"}, "DB_MAX_CONNS must be at least 1"},
+		"short secret":    {map[string]string{"DATABASE_URL": "x", "JWT_SECRET": "short"}, "JWT_SECRET must be at least 32 bytes"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := config.Load(getenv(tc.env))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLogValueMasksSecrets(t *testing.T) {
+	cfg, err := config.Load(getenv(map[string]string{"DATABASE_URL": "x", "JWT_SECRET": strings.Repeat("s", 40)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(cfg.LogValue().String(), "sss") {
+		t.Fatal("the JWT secret reached the log value")
+	}
+}

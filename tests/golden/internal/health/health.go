@@ -1,0 +1,94 @@
+// Package health tracks whether the service is ready for traffic. Transports report it
+// (/readyz, gRPC health); a failing check never stops the process.
+package health
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Pinger is a dependency whose reachability gates readiness.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// State is the readiness of the service.
+type State struct {
+	db       Pinger
+	timeout  time.Duration
+	migrated atomic.Bool
+	draining atomic.Bool
+
+	mu      sync.Mutex
+	changed chan struct{}
+}
+
+// New returns a state that is not ready until MarkMigrated is called.
+func New(db Pinger, timeout time.Duration) *State {
+	return &State{db: db, timeout: timeout, changed: make(chan struct{})}
+}
+
+// MarkMigrated records that the schema is in place.
+func (s *State) MarkMigrated() {
+	s.migrated.Store(true)
+	s.notify()
+}
+
+// StartDraining makes the service report not-ready from now on, so load balancers stop
+// sending traffic before the server shuts down.
+func (s *State) StartDraining() {
+	s.draining.Store(true)
+	s.notify()
+}
+
+// Changed is closed at the next change of the migrated or draining flags, for watchers
+// that mirror readiness elsewhere (gRPC health). The database is polled, not notified.
+func (s *State) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+func (s *State) notify() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Draining reports whether shutdown has begun.
+func (s *State) Draining() bool { return s.draining.Load() }
+
+// Check names the checks and their results; Ready is true when all passed.
+type Check struct {
+	Ready  bool              `json:"ready"`
+	Checks map[string]string `json:"checks"`
+}
+
+// Ready runs the readiness checks.
+func (s *State) Ready(ctx context.Context) Check {
+	c := Check{Ready: true, Checks: map[string]string{"draining": "ok", "migrations": "ok", "database": "ok"}}
+	fail := func(name, why string) {
+		c.Ready = false
+		c.Checks[name] = why
+	}
+	if s.draining.Load() {
+		fail("draining", "shutting down")
+	}
+	if !s.migrated.Load() {
+		fail("migrations", "not applied yet")
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := s.db.Ping(ctx); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			fail("database", "no answer within "+s.timeout.String())
+		} else {
+			fail("database", "unreachable")
+		}
+	}
+	return c
+}

@@ -1,0 +1,235 @@
+// Package mysql is the MySQL 8+ and MariaDB (Galera-aware) engine over go-sql-driver/mysql:
+// the pools, their settings, migrations, retries and what the server's errors mean.
+// With the sqlc code in ./gen it is also the store adapter (item.go).
+//
+// Galera rules: write transactions are retried as a whole on certification failures and
+// deadlocks (1213), lock wait timeouts (1205) and "node not ready" (1047), with capped,
+// jittered backoff; reads that must see the caller's own writes use a pool with
+// wsrep_sync_wait=1 (MariaDB only); nothing takes table locks.
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/pressly/goose/v3"
+
+	"github.com/example/my-service/internal/store/migrations"
+	"github.com/example/my-service/internal/store/mysql/gen"
+	"github.com/example/my-service/internal/store/storeerr"
+)
+
+// Flavor is the server family: the SQL is the same, some session settings differ.
+type Flavor string
+
+// The flavors, by DB_TYPE.
+const (
+	MySQL   Flavor = "mysql"
+	MariaDB Flavor = "mariadb"
+)
+
+// Options tune the connection pool and the retry of write transactions.
+type Options struct {
+	Flavor           Flavor
+	MaxConns         int
+	ConnMaxLifetime  time.Duration
+	ConnMaxIdleTime  time.Duration
+	StatementTimeout time.Duration
+	Retry            RetryPolicy
+}
+
+// Store is a MySQL or MariaDB database; it implements the service's store interfaces.
+type Store struct {
+	cfg    *mysql.Config // the main pool's configuration
+	flavor Flavor
+	db     *sql.DB
+	causal *sql.DB // reads that must see this service's own writes (Galera)
+	q      *gen.Queries
+	qc     *gen.Queries
+	retry  RetryPolicy
+}
+
+// Open configures the pools for dsn: a driver DSN (user:pass@tcp(host:3306)/db) or a URL
+// (mysql://user:pass@host:3306/db, mariadb://...). It does not connect.
+func Open(dsn string, opts Options) (*Store, error) {
+	cfg, err := parseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse DATABASE_URL for %s: %w", opts.Flavor, err)
+	}
+	cfg.ParseTime = true
+	cfg.Loc = time.UTC
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	cfg.Params["time_zone"] = "'+00:00'"
+	if opts.StatementTimeout > 0 {
+		switch opts.Flavor {
+		case MariaDB:
+			cfg.Params["max_statement_time"] = strconv.FormatFloat(opts.StatementTimeout.Seconds(), 'f', 3, 64)
+		default:
+			cfg.Params["max_execution_time"] = strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)
+		}
+	}
+	s := &Store{cfg: cfg, flavor: opts.Flavor, retry: opts.Retry}
+	if s.db, err = openPool(cfg, opts); err != nil {
+		return nil, err
+	}
+	s.causal = s.db
+	if opts.Flavor == MariaDB {
+		causal := cfg.Clone()
+		causal.Params["wsrep_sync_wait"] = "1"
+		if s.causal, err = openPool(causal, opts); err != nil {
+			_ = s.db.Close()
+			return nil, err
+		}
+	}
+	s.q, s.qc = gen.New(s.db), gen.New(s.causal)
+	return s, nil
+}
+
+func openPool(cfg *mysql.Config, opts Options) (*sql.DB, error) {
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s connector: %w", opts.Flavor, err)
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(opts.MaxConns)
+	db.SetMaxIdleConns(opts.MaxConns)
+	db.SetConnMaxLifetime(opts.ConnMaxLifetime)
+	db.SetConnMaxIdleTime(opts.ConnMaxIdleTime)
+	return db, nil
+}
+
+// parseDSN accepts the driver's DSN form and mysql:// or mariadb:// URLs.
+func parseDSN(dsn string) (*mysql.Config, error) {
+	if !strings.HasPrefix(dsn, "mysql://") && !strings.HasPrefix(dsn, "mariadb://") {
+		return mysql.ParseDSN(dsn)
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cfg := mysql.NewConfig()
+	cfg.Net = "tcp"
+	cfg.Addr = u.Host
+	if u.Port() == "" {
+		cfg.Addr = u.Host + ":3306"
+	}
+	cfg.User = u.User.Username()
+	cfg.Passwd, _ = u.User.Password()
+	cfg.DBName = strings.TrimPrefix(u.Path, "/")
+	for k, v := range u.Query() {
+		if cfg.Params == nil {
+			cfg.Params = map[string]string{}
+		}
+		cfg.Params[k] = v[0]
+	}
+	return cfg, nil
+}
+
+// Ping checks that the database answers and, on a Galera node, that it is synced
+// (wsrep_ready=ON).
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return err
+	}
+	if s.flavor != MariaDB {
+		return nil
+	}
+	var on int
+	if err := s.db.QueryRowContext(ctx, "SELECT @@wsrep_on").Scan(&on); err != nil || on == 0 {
+		return nil //nolint:nilerr // a server without wsrep support is not a Galera node
+	}
+	var name, ready string
+	if err := s.db.QueryRowContext(ctx, "SHOW STATUS LIKE 'wsrep_ready'").Scan(&name, &ready); err != nil {
+		return err
+	}
+	if ready != "ON" {
+		return errors.New("galera node is not ready (wsrep_ready=" + ready + ")")
+	}
+	return nil
+}
+
+// Close closes the pools.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if s.causal != s.db {
+		err = errors.Join(err, s.causal.Close())
+	}
+	return err
+}
+
+// Stats reports the main pool's statistics (for the metrics).
+func (s *Store) Stats() sql.DBStats { return s.db.Stats() }
+
+// Migrate applies the embedded migrations (no table locks: goose keeps its version table
+// with plain statements).
+func (s *Store) Migrate(ctx context.Context) error {
+	return migrations.Up(ctx, s.db, goose.DialectMySQL, "mysql")
+}
+
+// SQL returns the main pool.
+func (s *Store) SQL() *sql.DB { return s.db }
+
+// CausalSQL returns the pool for reads that must see every write acknowledged before them
+// (wsrep_sync_wait=1 on MariaDB; the main pool on MySQL).
+func (s *Store) CausalSQL() *sql.DB { return s.causal }
+
+// Dialect names the SQL dialect (the migrations directory).
+func (s *Store) Dialect() string { return "mysql" }
+
+// Retry runs tx, a whole transaction, again (RetryPolicy) when MySQL or Galera says it may
+// succeed on another try. Keep side effects out of tx.
+func (s *Store) Retry(ctx context.Context, tx func(context.Context) error) error {
+	return withRetry(ctx, s.retry, tx)
+}
+
+// inTx runs fn in a transaction, retried as a whole (RetryPolicy) when MySQL or Galera says
+// the transaction may succeed on another try. Keep side effects out of fn.
+func (s *Store) inTx(ctx context.Context, fn func(q *gen.Queries) error) error {
+	return s.Retry(ctx, func(ctx context.Context) (err error) {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil {
+				_ = tx.Rollback()
+			}
+		}()
+		if err := fn(s.q.WithTx(tx)); err != nil {
+			return err
+		}
+		return tx.Commit()
+	})
+}
+
+// mapErr gives database errors their domain kinds.
+func mapErr(err error, what string) error { return storeerr.Map(err, what, classify(err)) }
+
+// Classify says what a MySQL or MariaDB error means to the service.
+func (s *Store) Classify(err error) storeerr.Class { return classify(err) }
+
+func classify(err error) storeerr.Class {
+	class := storeerr.Other
+	var me *mysql.MySQLError
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		class = storeerr.NoRows
+	case errors.As(err, &me):
+		switch me.Number {
+		case 1062: // ER_DUP_ENTRY
+			class = storeerr.Duplicate
+		case 1213, 1205, 1047, 1040: // deadlock/certification, lock wait, node not ready, too many connections
+			class = storeerr.Busy
+		}
+	}
+	return class
+}

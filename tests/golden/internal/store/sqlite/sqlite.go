@@ -1,0 +1,107 @@
+// Package sqlite is the SQLite engine (modernc.org/sqlite: pure Go, no cgo): the
+// connection settings, migrations and what SQLite's errors mean. With the sqlc
+// code in ./gen it is also the store adapter (item.go).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/example/my-service/internal/store/migrations"
+	"github.com/example/my-service/internal/store/sqlite/gen"
+	"github.com/example/my-service/internal/store/storeerr"
+)
+
+// Options tune the connection pool.
+type Options struct {
+	MaxConns        int
+	ConnMaxLifetime time.Duration
+	BusyTimeout     time.Duration
+}
+
+// Store is a SQLite database; it implements the service's store interfaces.
+type Store struct {
+	db *sql.DB
+	q  *gen.Queries
+}
+
+// Open opens (creating if needed) the SQLite database at dsn, a file path or a "file:"
+// URI. It sets WAL mode, a busy timeout and foreign keys on every connection.
+func Open(dsn string, opts Options) (*Store, error) {
+	db, err := sql.Open("sqlite", withPragmas(dsn, opts.BusyTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite: %w", err)
+	}
+	db.SetMaxOpenConns(opts.MaxConns)
+	db.SetMaxIdleConns(opts.MaxConns)
+	db.SetConnMaxLifetime(opts.ConnMaxLifetime)
+	return &Store{db: db, q: gen.New(db)}, nil
+}
+
+func withPragmas(dsn string, busy time.Duration) string {
+	sep := "?"
+	for _, c := range dsn {
+		if c == '?' {
+			sep = "&"
+		}
+	}
+	return fmt.Sprintf("%s%s_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_txlock=immediate",
+		dsn, sep, busy.Milliseconds())
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// Close closes the pool.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Stats reports the pool's statistics (for the metrics).
+func (s *Store) Stats() sql.DBStats { return s.db.Stats() }
+
+// Migrate applies the embedded migrations.
+func (s *Store) Migrate(ctx context.Context) error {
+	return migrations.Up(ctx, s.db, goose.DialectSQLite3, "sqlite")
+}
+
+// SQL returns the database/sql handle.
+func (s *Store) SQL() *sql.DB { return s.db }
+
+// CausalSQL is SQL: one file, every read sees the writes committed before it.
+func (s *Store) CausalSQL() *sql.DB { return s.db }
+
+// Dialect names the SQL dialect (the migrations directory).
+func (s *Store) Dialect() string { return "sqlite" }
+
+// Retry runs tx once: write transactions take the write lock when they begin
+// (_txlock=immediate) and wait up to the busy timeout for it, so they do not deadlock.
+func (s *Store) Retry(ctx context.Context, tx func(context.Context) error) error { return tx(ctx) }
+
+// Classify says what a SQLite error means to the service.
+func (s *Store) Classify(err error) storeerr.Class { return classify(err) }
+
+func classify(err error) storeerr.Class {
+	class := storeerr.Other
+	var se *sqlite.Error
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		class = storeerr.NoRows
+	case errors.As(err, &se):
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+			class = storeerr.Duplicate
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			class = storeerr.Busy
+		}
+	}
+	return class
+}
+
+// mapErr gives database errors their domain kinds.
+func mapErr(err error, what string) error { return storeerr.Map(err, what, classify(err)) }

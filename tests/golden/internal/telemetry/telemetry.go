@@ -1,0 +1,100 @@
+// Package telemetry sets up structured logs and Prometheus metrics on a private registry.
+package telemetry
+
+import (
+	"context"
+	"database/sql"
+	"io"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// NewLogger returns a JSON logger that adds the request ID found in the context.
+func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(requestIDHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})})
+}
+
+type requestIDKey struct{}
+
+// WithRequestID returns a context carrying the request ID for logs.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID returns the request ID in ctx, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+type requestIDHandler struct{ slog.Handler }
+
+func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
+	if id := RequestID(ctx); id != "" {
+		r.AddAttrs(slog.String("request_id", id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h requestIDHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return requestIDHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h requestIDHandler) WithGroup(name string) slog.Handler {
+	return requestIDHandler{h.Handler.WithGroup(name)}
+}
+
+// Metrics are the service's RED metrics.
+type Metrics struct {
+	Registry *prometheus.Registry
+	Requests *prometheus.CounterVec
+	Duration *prometheus.HistogramVec
+	InFlight prometheus.Gauge
+}
+
+// NewMetrics registers the RED metrics and the Go runtime and process collectors on a
+// private registry.
+func NewMetrics() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "http_requests_total", Help: "HTTP requests by method, route pattern and status code.",
+		}, []string{"method", "route", "code"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "http_request_duration_seconds", Help: "HTTP request latency by method and route pattern.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"method", "route"}),
+		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "http_requests_in_flight", Help: "HTTP requests being served.",
+		}),
+	}
+	reg.MustRegister(m.Requests, m.Duration, m.InFlight,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// RegisterPoolStats exports the database pool's statistics (gauges and counters read at
+// scrape time) under db_pool_*, labelled with the DB_TYPE.
+func (m *Metrics) RegisterPoolStats(dbType string, stats func() sql.DBStats) {
+	labels := prometheus.Labels{"db_type": dbType}
+	gauge := func(name, help string, f func(sql.DBStats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels},
+			func() float64 { return f(stats()) })
+	}
+	counter := func(name, help string, f func(sql.DBStats) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
+			func() float64 { return f(stats()) })
+	}
+	m.Registry.MustRegister(
+		gauge("db_pool_max_open_connections", "Maximum open connections of the pool.", func(s sql.DBStats) float64 { return float64(s.MaxOpenConnections) }),
+		gauge("db_pool_open_connections", "Open connections, in use and idle.", func(s sql.DBStats) float64 { return float64(s.OpenConnections) }),
+		gauge("db_pool_in_use_connections", "Connections in use.", func(s sql.DBStats) float64 { return float64(s.InUse) }),
+		gauge("db_pool_idle_connections", "Idle connections.", func(s sql.DBStats) float64 { return float64(s.Idle) }),
+		counter("db_pool_wait_count_total", "Times a caller waited for a connection.", func(s sql.DBStats) float64 { return float64(s.WaitCount) }),
+		counter("db_pool_wait_seconds_total", "Time spent waiting for connections.", func(s sql.DBStats) float64 { return s.WaitDuration.Seconds() }),
+	)
+}
