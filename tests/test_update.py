@@ -1,7 +1,8 @@
-"""`copier update` end to end: a throwaway git copy of the template tagged v1, v2, v3; a
-service made at v1 and edited by its team; updates through Copier's API. Edits must survive
-(or show up as conflicts the service's own check catches), template changes must arrive,
-and the updated service must still build and pass its tests."""
+"""`copier update` end to end: a throwaway git repo of the template tagged v1 (the layout
+before the file table, from this repo's history), v2 and v3 (today's); a service made at v1
+and edited by its team; updates through Copier's API. Edits must survive (or show up as
+conflicts the service's own check catches), template changes must arrive, and the updated
+service must still build and pass its tests."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import copier
 import pytest
 import yaml
 
-from tests.conftest import ROOT, run
+from tests.conftest import ROOT, run, unavailable
 
 pytestmark = [pytest.mark.go, pytest.mark.slow]
 
@@ -43,8 +44,8 @@ def tag(repo: Path, name: str, message: str) -> None:
 
 # ------------------------------------------------------------------ template versions
 def v1_changes(tpl: Path) -> None:
-    """v1: the current template with an older standard (two older module versions, one
-    linter fewer)."""
+    """An older standard (two older module versions, one linter fewer): the v1 tag's, and
+    the base the later tags change."""
     std = tpl / "extensions/standards.yml"
     sub(std, "chi: {path: github.com/go-chi/chi/v5, version: v5.5.0,", "chi: {path: github.com/go-chi/chi/v5, version: v5.4.0,")
     sub(std, "sync: {path: golang.org/x/sync, version: v0.24.0}", "sync: {path: golang.org/x/sync, version: v0.23.0}")
@@ -80,13 +81,42 @@ def v3_changes(tpl: Path) -> None:
     sub(tpl / "template/README.md.jinja", "## Run it", "## Run it locally")
 
 
+# v1 is the template as it was before the file table (template 0.2: options chose files by
+# Jinja conditions in their paths, sqlc's output was kept by hand). Services made then must
+# update to today's layout without conflicts.
+V1_BASE = "5c282c7"
+COPY_IGNORE = shutil.ignore_patterns(".git", "tests", "__pycache__", ".pytest_cache", "*.egg-info")
+
+
+def replace_tree(tpl: Path, src: Path) -> None:
+    """Make tpl's work tree (outside .git) a copy of src's."""
+    for child in tpl.iterdir():
+        if child.name != ".git":
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    for child in src.iterdir():
+        if child.name in (".git", "tests", "__pycache__", ".pytest_cache") or child.name.endswith(".egg-info"):
+            continue
+        if child.is_dir():
+            shutil.copytree(child, tpl / child.name, ignore=COPY_IGNORE)
+        else:
+            shutil.copy2(child, tpl / child.name)
+
+
 @pytest.fixture(scope="module")
 def template_repo(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("tpl-base")
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", V1_BASE], capture_output=True)
+    if archive.returncode != 0:
+        unavailable(f"the template's history lacks {V1_BASE} (a shallow clone?): {archive.stderr.decode()[-300:]}")
+    subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
     tpl = tmp_path_factory.mktemp("tpl") / "copier-go-service"
-    shutil.copytree(ROOT, tpl, ignore=shutil.ignore_patterns(".git", "tests", "__pycache__", ".pytest_cache", "*.egg-info"))
+    tpl.mkdir()
     git(tpl, "init", "-q")
+    replace_tree(tpl, base)
     v1_changes(tpl)
-    tag(tpl, "v1.0.0", "v1")
+    tag(tpl, "v1.0.0", "v1 (the layout before the file table)")
+    replace_tree(tpl, ROOT)
+    v1_changes(tpl)
     v2_changes(tpl)
     tag(tpl, "v2.0.0", "v2")
     v3_changes(tpl)
