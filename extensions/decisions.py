@@ -216,6 +216,23 @@ def plural(noun: str) -> str:
     return noun + "s"
 
 
+# Nouns whose first letter does not decide the article: a "you" or "w" sound takes "a",
+# a silent h takes "an".
+_A_BEFORE = ("uni", "use", "usu", "uti", "eu", "ewe", "one")
+_AN_BEFORE = ("hour", "honest", "honor", "honour", "heir")
+
+
+def with_article(noun: str) -> str:
+    """The noun with its indefinite article: an item, a category, a user, an hour."""
+    lower = noun.lower()
+    vowel_sound = lower[:1] in ("a", "e", "i", "o", "u")
+    if lower.startswith(_A_BEFORE):
+        vowel_sound = False
+    elif lower.startswith(_AN_BEFORE):
+        vowel_sound = True
+    return ("an " if vowel_sound else "a ") + noun
+
+
 def go_version(requested: str, std: Standards) -> Decision:
     """The go.mod directive for a supported Go line."""
     supported = std["go"]["supported"]
@@ -248,6 +265,7 @@ def transport_flags(transport_choice: str, router_choice: str | None) -> dict[st
 
 
 DB_TYPES = ("postgresql", "mysql", "mariadb", "sqlite")
+ENGINE_NAMES = {"postgresql": "PostgreSQL", "mysql": "MySQL 8", "mariadb": "MariaDB", "sqlite": "SQLite"}
 
 
 def database_flags(chosen: list[str] | None) -> dict[str, Any]:
@@ -258,11 +276,15 @@ def database_flags(chosen: list[str] | None) -> dict[str, Any]:
         raise ValueError(f"databases must be among {', '.join(DB_TYPES)}, not {unknown!r}")
     flags = {d: d in chosen for d in DB_TYPES}
     flags["mysql_dialect"] = flags["mysql"] or flags["mariadb"]
+    # Both flavors of the MySQL dialect: the engine then picks session settings per DB_TYPE.
+    flags["mysql_and_mariadb"] = flags["mysql"] and flags["mariadb"]
     flags["server"] = flags["postgresql"] or flags["mysql_dialect"]  # any engine that needs a server
     flags["types"] = [d for d in DB_TYPES if flags[d]]
     # Production's engine by default: PostgreSQL when compiled in, else the first chosen.
     flags["default_type"] = "postgresql" if flags["postgresql"] else flags["types"][0]
     flags["dialects"] = [d for d, on in (("postgres", flags["postgresql"]), ("mysql", flags["mysql_dialect"]), ("sqlite", True)) if on]
+    names = [ENGINE_NAMES[d] for d in flags["types"]]
+    flags["names"] = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
     return flags
 
 
@@ -298,8 +320,12 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
             "Name": resource[:1].upper() + resource[1:],
             "plural": plural(resource),
             "Plural": plural(resource)[:1].upper() + plural(resource)[1:],
+            "a_name": with_article(resource),
         },
     }
+    # What `make generate` regenerates: sqlc's Go from the SQL, protobuf code from the proto.
+    sqlc, protobuf = result["layer"]["sqlc"], result["flags"]["grpc"]
+    result["codegen"] = {"sqlc": sqlc, "protobuf": protobuf, "any": sqlc or protobuf}
     on = {**result["flags"], **result["db"], **result["layer"]}
     result["on"] = {k: v for k, v in on.items() if isinstance(v, bool)}
     result["modules"] = [

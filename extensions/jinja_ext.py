@@ -100,6 +100,8 @@ class GoServiceGlobals(Extension):
         environment.globals["go_verdict"] = _go_verdict
         environment.globals["recommend"] = _recommend
         environment.filters["go_string"] = _go_string
+        environment.filters["go_duration"] = go_duration
+        environment.filters["env_duration"] = env_duration
 
 
 def _go_string(value: Any) -> str:
@@ -117,6 +119,49 @@ def _go_string(value: Any) -> str:
             out.append(ch)
     out.append('"')
     return "".join(out)
+
+
+# Go's duration units, largest first, in milliseconds.
+_GO_UNITS = (("time.Hour", 3_600_000), ("time.Minute", 60_000), ("time.Second", 1000), ("time.Millisecond", 1))
+
+
+def go_duration(ms: Any) -> str:
+    """A Go duration expression for a whole number of milliseconds, in the largest unit that
+    divides it: 1000 -> time.Second, 2000 -> 2 * time.Second, 250 -> 250 * time.Millisecond,
+    180000 -> 3 * time.Minute, 0 -> 0."""
+    n = _whole_ms(ms)
+    if n == 0:
+        return "0"
+    for unit, size in _GO_UNITS:
+        if n % size == 0:
+            count = n // size
+            return unit if count == 1 else f"{count} * {unit}"
+    raise AssertionError("unreachable: every whole number divides by 1")
+
+
+def env_duration(ms: Any) -> str:
+    """A time.ParseDuration string for a whole number of milliseconds, as a person writes it:
+    60000 -> 1m, 90000 -> 1m30s, 2000 -> 2s, 1250 -> 1.25s, 250 -> 250ms, 0 -> 0s."""
+    n = _whole_ms(ms)
+    if n == 0:
+        return "0s"
+    if n < 1000:
+        return f"{n}ms"
+    hours, rest = divmod(n, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    out = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+    if millis:
+        out += f"{seconds}.{millis:03d}".rstrip("0") + "s"
+    elif seconds:
+        out += f"{seconds}s"
+    return out
+
+
+def _whole_ms(ms: Any) -> int:
+    if isinstance(ms, bool) or not isinstance(ms, int) or ms < 0:
+        raise ValueError(f"a duration must be a whole, non-negative number of milliseconds, not {ms!r}")
+    return ms
 
 
 class GoServiceContext(ContextHook):

@@ -164,13 +164,23 @@ def test_plural(noun, plural):
     assert d.plural(noun) == plural
 
 
+@pytest.mark.parametrize(
+    ("noun", "phrase"),
+    [("item", "an item"), ("category", "a category"), ("order", "an order"), ("user", "a user"),
+     ("unit", "a unit"), ("umbrella", "an umbrella"), ("hour", "an hour"), ("host", "a host"),
+     ("euro", "a euro"), ("invoice", "an invoice")],
+)
+def test_with_article(noun, phrase):
+    assert d.with_article(noun) == phrase
+
+
 def test_plan_has_every_decision():
     answers = dict(peak_rps=20_000, p99_ms=50, packets_per_s=0, cpu_bound=False, exposure="external",
                    schema_churn="low", go_version="1.26", resource="item")
     plan = d.plan(answers, STD)
     for key in ("go", "go_directive", "xdp", "transport", "router", "data_layer", "pool", "timeouts", "rate_limit", "resource", "modules", "tools"):
         assert key in plan
-    assert plan["resource"] == {"name": "item", "Name": "Item", "plural": "items", "Plural": "Items"}
+    assert plan["resource"] == {"name": "item", "Name": "Item", "plural": "items", "Plural": "Items", "a_name": "an item"}
     # Modules follow the flags: the default is REST on chi (no gin, no gRPC), all databases.
     assert {m["path"] for m in plan["modules"]} == {
         m["path"] for m in STD["modules"].values() if m.get("when") in (None, "rest", "chi", "postgresql", "mysql_dialect", "sqlc")
@@ -179,6 +189,8 @@ def test_plan_has_every_decision():
     assert plan["db"]["types"] == ["postgresql", "mysql", "mariadb", "sqlite"] and plan["db"]["server"]
     assert not d.database_flags(["sqlite"])["server"] and d.database_flags(["mariadb", "sqlite"])["server"]
     assert plan["flags"] == {"rest": True, "grpc": False, "chi": True, "gin": False, "router": "chi"}
+    assert plan["codegen"] == {"sqlc": True, "protobuf": False, "any": True}
+    assert not d.plan({**answers, "data_layer": "gorm"}, STD)["codegen"]["any"]
 
 
 @pytest.mark.parametrize(
@@ -263,6 +275,9 @@ def test_database_flags():
     assert f["mysql_dialect"] and not f["postgresql"] and f["types"] == ["mariadb", "sqlite"]
     assert f["dialects"] == ["mysql", "sqlite"]
     assert f["default_type"] == "mariadb"
+    assert f["names"] == "MariaDB and SQLite" and not f["mysql_and_mariadb"]
+    assert d.database_flags(None)["names"] == "PostgreSQL, MySQL 8, MariaDB and SQLite"
+    assert d.database_flags(["mysql", "mariadb", "sqlite"])["mysql_and_mariadb"]
     assert d.database_flags(["postgresql", "mysql", "sqlite"])["default_type"] == "postgresql"
     assert d.database_flags(None)["types"] == ["postgresql", "mysql", "mariadb", "sqlite"]
     with pytest.raises(ValueError, match="databases must be among"):
