@@ -15,6 +15,7 @@ import pytest
 import yaml
 from copier.errors import UnsafeTemplateError
 
+from extensions.jinja_ext import env_duration, go_duration
 from tests.conftest import ROOT, STANDARDS, render
 
 pytestmark = pytest.mark.fast
@@ -193,7 +194,7 @@ def test_computed_values_follow_the_answers(tmp_path):
         pool = decisions.pool_size(rps, STANDARDS).choice
         req = decisions.timeouts(p99, STANDARDS).choice["request_ms"]
         assert f'env:"DB_MAX_CONNS" envDefault:"{pool}"' in cfg
-        assert f'env:"REQUEST_TIMEOUT" envDefault:"{req}ms"' in cfg
+        assert f'env:"REQUEST_TIMEOUT" envDefault:"{env_duration(req)}"' in cfg
         adr = (proj / "docs/adr/0001-architecture.md").read_text()
         assert f"### Database pool: {pool} connections per instance" in adr
         assert "Little's law" in adr
@@ -345,12 +346,22 @@ def test_databases_compiled_in(tmp_path, databases, dirs, absent, modules):
 def test_runtime_policy_numbers_come_from_the_standards(default):
     s = STANDARDS["sizing"]
     app = (default / "internal/app/app.go").read_text()
-    assert f"health.New(db, {s['readiness_ping_timeout_ms']}*time.Millisecond)" in app
-    assert f"backoff := {s['migrate_retry_base_ms']} * time.Millisecond" in app
-    assert f"{s['healthcheck_timeout_ms']}*time.Millisecond" in (default / "internal/app/healthcheck.go").read_text()
-    assert f"jwt.WithLeeway({s['jwt_leeway_s']} * time.Second)" in (default / "internal/httpapi/auth.go").read_text()
+    assert f"health.New(db, {go_duration(s['readiness_ping_timeout_ms'])})" in app
+    assert f"backoff := {go_duration(s['migrate_retry_base_ms'])}" in app
+    assert f"min(backoff*2, {go_duration(s['migrate_retry_cap_ms'])})" in app
+    healthcheck = (default / "internal/app/healthcheck.go").read_text()
+    assert f"context.WithTimeout(ctx, {go_duration(s['healthcheck_timeout_ms'])})" in healthcheck
+    auth = (default / "internal/httpapi/auth.go").read_text()
+    assert f"jwt.WithLeeway({go_duration(s['jwt_leeway_s'] * 1000)})" in auth
     middleware = (default / "internal/httpapi/middleware.go").read_text()
-    assert f"clientIdleAfter = {s['rate_limit_client_idle_minutes']} * time.Minute" in middleware
+    assert f"clientIdleAfter = {go_duration(s['rate_limit_client_idle_minutes'] * 60_000)}" in middleware
+    # What a person writes: time.Second, 2 * time.Second, "60s", never 1000*time.Millisecond
+    # or "60000ms".
+    assert "health.New(db, time.Second)" in app and "jwt.WithLeeway(30 * time.Second)" in auth
+    config = (default / "internal/config/config.go").read_text()
+    assert 'env:"HTTP_IDLE_TIMEOUT" envDefault:"1m"' in config
+    for text in (app, healthcheck, auth, middleware, config):
+        assert not re.search(r"\d000\s*\*\s*time\.Millisecond|\d000ms", text)
 
 
 @pytest.mark.parametrize("layer", ["gorm", "sqlx"])

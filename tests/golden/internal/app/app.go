@@ -96,7 +96,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, db store
 		logger.Warn("JWT_SECRET is not set: write routes are open (set it outside development)")
 	}
 
-	state := health.New(db, 1000*time.Millisecond)
+	state := health.New(db, time.Second)
 	metrics := telemetry.NewMetrics()
 	metrics.RegisterPoolStats(cfg.DB.Type, db.Stats)
 	items := service.NewItems(db, service.Limits{
@@ -119,25 +119,15 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, db store
 		listeners = append(listeners, ln)
 		return ln, nil
 	}
-	metricsLn, err := listen("METRICS_ADDR", cfg.MetricsAddr)
-	if err != nil {
-		return err
-	}
-	metricsSrv := &http.Server{
-		Handler:           promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{Registry: metrics.Registry}),
-		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveHTTP(metricsSrv, metricsLn) })
-	onDrain := []func(){state.StartDraining}
-	stops := []func(context.Context) error{metricsSrv.Shutdown}
-	addrs := []any{"metrics_addr", metricsLn.Addr().String()}
-
 	apiLn, err := listen("HTTP_ADDR", cfg.HTTPAddr)
 	if err != nil {
 		return err
 	}
+	metricsLn, err := listen("METRICS_ADDR", cfg.MetricsAddr)
+	if err != nil {
+		return err
+	}
+
 	api := &http.Server{
 		Handler: httpapi.NewServer(httpapi.Deps{
 			Logger: logger, HTTP: cfg.HTTP, RateLimit: cfg.RateLimit, Auth: cfg.Auth,
@@ -149,18 +139,23 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, db store
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	g.Go(func() error { return serveHTTP(api, apiLn) })
-	stops = append([]func(context.Context) error{api.Shutdown}, stops...)
-	addrs = append(addrs, "http_addr", apiLn.Addr().String())
-	logger.Info("listening", addrs...)
+	metricsSrv := &http.Server{
+		Handler:           promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{Registry: metrics.Registry}),
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("listening", "http_addr", apiLn.Addr().String(), "metrics_addr", metricsLn.Addr().String())
 
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveHTTP(api, apiLn) })
+	g.Go(func() error { return serveHTTP(metricsSrv, metricsLn) })
 	g.Go(func() error {
 		migrateUntilDone(gctx, logger, cfg.DB.MigrateOnStart, db, state)
 		return nil
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		return shutdown(cfg.HTTP, logger, onDrain, stops)
+		return shutdown(cfg.HTTP, logger, state, api.Shutdown, metricsSrv.Shutdown)
 	})
 	return g.Wait()
 }
@@ -172,13 +167,11 @@ func serveHTTP(srv *http.Server, ln net.Listener) error {
 	return nil
 }
 
-// shutdown flips readiness (onDrain), waits the drain delay, then stops the servers,
+// shutdown flips readiness, waits the drain delay, then stops the servers in order,
 // letting in-flight requests finish within the shutdown timeout.
-func shutdown(cfg config.HTTP, logger *slog.Logger, onDrain []func(), stops []func(context.Context) error) error {
+func shutdown(cfg config.HTTP, logger *slog.Logger, state *health.State, stops ...func(context.Context) error) error {
 	logger.Info("shutting down: readiness is now failing", "drain_delay", cfg.DrainDelay)
-	for _, f := range onDrain {
-		f()
-	}
+	state.StartDraining()
 	time.Sleep(cfg.DrainDelay)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -213,6 +206,6 @@ func migrateUntilDone(ctx context.Context, logger *slog.Logger, enabled bool, db
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 10000*time.Millisecond)
+		backoff = min(backoff*2, 10*time.Second)
 	}
 }

@@ -15,7 +15,7 @@ func checkHealth(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("healthcheck: HTTP_ADDR %q: %w", addr, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2000*time.Millisecond)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort("127.0.0.1", port)+"/readyz", nil)
 	if err != nil {

@@ -54,11 +54,10 @@ func TestShutdownDrains(t *testing.T) {
 	done := make(chan error, 1)
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	go func() {
-		done <- shutdown(config.HTTP{ShutdownTimeout: 10 * time.Second}, logger,
-			[]func(){state.StartDraining}, []func(context.Context) error{srv.Shutdown})
+		done <- shutdown(config.HTTP{ShutdownTimeout: 10 * time.Second}, logger, state, srv.Shutdown)
 	}()
 	deadline := time.Now().Add(5 * time.Second)
-	for !state.Draining() {
+	for state.Ready(t.Context()).Checks["draining"] == "ok" {
 		if time.Now().After(deadline) {
 			t.Fatal("readiness did not flip")
 		}

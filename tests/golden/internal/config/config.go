@@ -42,15 +42,15 @@ type Database struct {
 }
 
 // Request handling and HTTP server settings: the timeout budget derives from the p99
-// target; REQUEST_TIMEOUT is the deadline of every request on every transport.
+// target; REQUEST_TIMEOUT is the deadline of every request.
 type HTTP struct {
 	RequestTimeout    time.Duration `env:"REQUEST_TIMEOUT" envDefault:"250ms"`
-	ReadHeaderTimeout time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"2000ms"`
-	ReadTimeout       time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"1250ms"`
-	WriteTimeout      time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"1250ms"`
-	IdleTimeout       time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"60000ms"`
-	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20000ms"`
-	DrainDelay        time.Duration `env:"SHUTDOWN_DRAIN_DELAY" envDefault:"0ms"`
+	ReadHeaderTimeout time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"2s"`
+	ReadTimeout       time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"1.25s"`
+	WriteTimeout      time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"1.25s"`
+	IdleTimeout       time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"1m"`
+	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	DrainDelay        time.Duration `env:"SHUTDOWN_DRAIN_DELAY" envDefault:"0s"`
 	MaxBodyBytes      int64         `env:"HTTP_MAX_BODY_BYTES" envDefault:"1048576"`
 	DefaultPageSize   int           `env:"PAGE_SIZE_DEFAULT" envDefault:"20"`
 	MaxPageSize       int           `env:"PAGE_SIZE_MAX" envDefault:"100"`

@@ -51,11 +51,15 @@ func TestLoadRejectsBadValues(t *testing.T) {
 }
 
 func TestLogValueMasksSecrets(t *testing.T) {
-	cfg, err := config.Load(getenv(map[string]string{"DATABASE_URL": "x", "JWT_SECRET": strings.Repeat("s", 40)}))
+	secret := strings.Repeat("s", 40)
+	cfg, err := config.Load(getenv(map[string]string{
+		"DATABASE_URL": "postgres://app:" + secret + "@db/app",
+		"JWT_SECRET":   secret,
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(cfg.LogValue().String(), "sss") {
-		t.Fatal("the JWT secret reached the log value")
+	if strings.Contains(cfg.LogValue().String(), secret) {
+		t.Fatal("a secret reached the log value")
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"fmt"
 )
 
-// Kind classifies an error. Transports map each kind to a status in one table
+// Kind classifies an error. The transport maps each kind to an HTTP status in one table
 // (internal/httpapi/errors.go); the service and store layers only pick a kind.
 type Kind string
 

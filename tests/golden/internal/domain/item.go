@@ -15,7 +15,7 @@ type Item struct {
 	UpdatedAt time.Time
 }
 
-// ItemInput is what callers may set on a item.
+// ItemInput is what callers may set on an item.
 type ItemInput struct {
 	Name        string `json:"name" validate:"required,max=200"`
 	Description string `json:"description" validate:"max=2000"`

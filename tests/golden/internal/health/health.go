@@ -1,11 +1,9 @@
-// Package health tracks whether the service is ready for traffic. Transports report it
-// (/readyz, gRPC health); a failing check never stops the process.
+// Package health tracks whether the service is ready for traffic, as /readyz reports it. A failing check never stops the process.
 package health
 
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -21,46 +19,23 @@ type State struct {
 	timeout  time.Duration
 	migrated atomic.Bool
 	draining atomic.Bool
-
-	mu      sync.Mutex
-	changed chan struct{}
 }
 
 // New returns a state that is not ready until MarkMigrated is called.
 func New(db Pinger, timeout time.Duration) *State {
-	return &State{db: db, timeout: timeout, changed: make(chan struct{})}
+	return &State{db: db, timeout: timeout}
 }
 
 // MarkMigrated records that the schema is in place.
 func (s *State) MarkMigrated() {
 	s.migrated.Store(true)
-	s.notify()
 }
 
 // StartDraining makes the service report not-ready from now on, so load balancers stop
 // sending traffic before the server shuts down.
 func (s *State) StartDraining() {
 	s.draining.Store(true)
-	s.notify()
 }
-
-// Changed is closed at the next change of the migrated or draining flags, for watchers
-// that mirror readiness elsewhere (gRPC health). The database is polled, not notified.
-func (s *State) Changed() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.changed
-}
-
-func (s *State) notify() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	close(s.changed)
-	s.changed = make(chan struct{})
-}
-
-// Draining reports whether shutdown has begun.
-func (s *State) Draining() bool { return s.draining.Load() }
 
 // Check names the checks and their results; Ready is true when all passed.
 type Check struct {

@@ -12,7 +12,7 @@ import (
 	"github.com/example/my-service/internal/service"
 )
 
-// itemJSON is a item on the wire.
+// itemJSON is an item on the wire.
 type itemJSON struct {
 	ID          string    `json:"id"`
 	Name        string    `json:"name"`

@@ -54,7 +54,7 @@ func decodeError(err error) error {
 		return domain.Invalid("the body is not valid JSON", nil)
 	case errors.As(err, &typeErr):
 		return domain.Invalid("a field has the wrong type",
-			map[string]string{typeErr.Field: fmt.Sprintf("must be a %s", typeErr.Type)})
+			map[string]string{typeErr.Field: fmt.Sprintf("must be of type %s", typeErr.Type)})
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		return domain.Invalid("the body has an unknown field", map[string]string{field: "is not a known field"})

@@ -59,7 +59,7 @@ func (s *Items) timestamp() time.Time {
 	return s.now().UTC().Truncate(time.Microsecond)
 }
 
-// Create makes a item. With an idempotency key, a retry of the same request gets the
+// Create makes an item. With an idempotency key, a retry of the same request gets the
 // item the first one made (replayed is true), and the same key with a different
 // request is a conflict.
 func (s *Items) Create(ctx context.Context, in domain.ItemInput, idempotencyKey string) (it domain.Item, replayed bool, err error) {
@@ -121,7 +121,7 @@ func (s *Items) replay(ctx context.Context, key, hash string) (domain.Item, erro
 	it, err := s.store.GetItem(ctx, rec.ResourceID)
 	if domain.IsKind(err, domain.KindNotFound) {
 		return domain.Item{}, domain.Errorf(domain.KindConflict,
-			"the Idempotency-Key belongs to a item that was deleted since")
+			"the Idempotency-Key belongs to an item that was deleted since")
 	}
 	return it, err
 }
@@ -187,7 +187,7 @@ func (s *Items) Update(ctx context.Context, id string, in domain.ItemInput, expe
 		"version %d is stale: the item is at version %d", expectedVersion, current.Version)
 }
 
-// Delete removes a item.
+// Delete removes an item.
 func (s *Items) Delete(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return err

@@ -48,8 +48,6 @@ func fieldMessage(fe validator.FieldError) string {
 		return "is required"
 	case "max":
 		return fmt.Sprintf("must be at most %s characters", fe.Param())
-	case "min":
-		return fmt.Sprintf("must be at least %s", fe.Param())
 	default:
 		return fmt.Sprintf("fails the %q rule", fe.Tag())
 	}

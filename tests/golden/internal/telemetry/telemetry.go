@@ -65,17 +65,22 @@ func NewMetrics() *Metrics {
 		}, []string{"method", "route", "code"}),
 		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "http_request_duration_seconds", Help: "HTTP request latency by method and route pattern.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+			Buckets: latencyBuckets,
 		}, []string{"method", "route"}),
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "http_requests_in_flight", Help: "HTTP requests being served.",
 		}),
 	}
-	reg.MustRegister(m.Requests, m.Duration, m.InFlight,
+	reg.MustRegister(
+		m.Requests, m.Duration, m.InFlight,
 		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
 	return m
 }
+
+// latencyBuckets are the histogram buckets of request latency, in seconds.
+var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
 
 // RegisterPoolStats exports the database pool's statistics (gauges and counters read at
 // scrape time) under db_pool_*, labelled with the DB_TYPE.

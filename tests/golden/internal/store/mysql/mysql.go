@@ -35,7 +35,7 @@ const (
 	MariaDB Flavor = "mariadb"
 )
 
-// Options tune the connection pool and the retry of write transactions.
+// Options tune the connection pools and the retry of write transactions.
 type Options struct {
 	Flavor           Flavor
 	MaxConns         int
@@ -47,7 +47,6 @@ type Options struct {
 
 // Store is a MySQL or MariaDB database; it implements the service's store interfaces.
 type Store struct {
-	cfg    *mysql.Config // the main pool's configuration
 	flavor Flavor
 	db     *sql.DB
 	causal *sql.DB // reads that must see this service's own writes (Galera)
@@ -57,8 +56,32 @@ type Store struct {
 }
 
 // Open configures the pools for dsn: a driver DSN (user:pass@tcp(host:3306)/db) or a URL
-// (mysql://user:pass@host:3306/db, mariadb://...). It does not connect.
+// (mysql://user:pass@host:3306/db, mariadb://user:pass@host:3306/db). It does not connect.
 func Open(dsn string, opts Options) (*Store, error) {
+	cfg, err := sessionConfig(dsn, opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{flavor: opts.Flavor, retry: opts.Retry}
+	if s.db, err = openPool(cfg, opts); err != nil {
+		return nil, err
+	}
+	s.causal = s.db
+	if opts.Flavor == MariaDB {
+		causal := cfg.Clone()
+		causal.Params["wsrep_sync_wait"] = "1"
+		if s.causal, err = openPool(causal, opts); err != nil {
+			_ = s.db.Close()
+			return nil, err
+		}
+	}
+	s.q, s.qc = gen.New(s.db), gen.New(s.causal)
+	return s, nil
+}
+
+// sessionConfig is the main pool's driver configuration: dsn with UTC times and the
+// statement timeout.
+func sessionConfig(dsn string, opts Options) (*mysql.Config, error) {
 	cfg, err := parseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL for %s: %w", opts.Flavor, err)
@@ -77,21 +100,7 @@ func Open(dsn string, opts Options) (*Store, error) {
 			cfg.Params["max_execution_time"] = strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)
 		}
 	}
-	s := &Store{cfg: cfg, flavor: opts.Flavor, retry: opts.Retry}
-	if s.db, err = openPool(cfg, opts); err != nil {
-		return nil, err
-	}
-	s.causal = s.db
-	if opts.Flavor == MariaDB {
-		causal := cfg.Clone()
-		causal.Params["wsrep_sync_wait"] = "1"
-		if s.causal, err = openPool(causal, opts); err != nil {
-			_ = s.db.Close()
-			return nil, err
-		}
-	}
-	s.q, s.qc = gen.New(s.db), gen.New(s.causal)
-	return s, nil
+	return cfg, nil
 }
 
 func openPool(cfg *mysql.Config, opts Options) (*sql.DB, error) {
@@ -175,26 +184,10 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return migrations.Up(ctx, s.db, goose.DialectMySQL, "mysql")
 }
 
-// SQL returns the main pool.
-func (s *Store) SQL() *sql.DB { return s.db }
-
-// CausalSQL returns the pool for reads that must see every write acknowledged before them
-// (wsrep_sync_wait=1 on MariaDB; the main pool on MySQL).
-func (s *Store) CausalSQL() *sql.DB { return s.causal }
-
-// Dialect names the SQL dialect (the migrations directory).
-func (s *Store) Dialect() string { return "mysql" }
-
-// Retry runs tx, a whole transaction, again (RetryPolicy) when MySQL or Galera says it may
-// succeed on another try. Keep side effects out of tx.
-func (s *Store) Retry(ctx context.Context, tx func(context.Context) error) error {
-	return withRetry(ctx, s.retry, tx)
-}
-
 // inTx runs fn in a transaction, retried as a whole (RetryPolicy) when MySQL or Galera says
 // the transaction may succeed on another try. Keep side effects out of fn.
 func (s *Store) inTx(ctx context.Context, fn func(q *gen.Queries) error) error {
-	return s.Retry(ctx, func(ctx context.Context) (err error) {
+	return withRetry(ctx, s.retry, func(ctx context.Context) (err error) {
 		tx, err := s.db.BeginTx(ctx, nil)
 		if err != nil {
 			return err
@@ -213,9 +206,6 @@ func (s *Store) inTx(ctx context.Context, fn func(q *gen.Queries) error) error {
 
 // mapErr gives database errors their domain kinds.
 func mapErr(err error, what string) error { return storeerr.Map(err, what, classify(err)) }
-
-// Classify says what a MySQL or MariaDB error means to the service.
-func (s *Store) Classify(err error) storeerr.Class { return classify(err) }
 
 func classify(err error) storeerr.Class {
 	class := storeerr.Other

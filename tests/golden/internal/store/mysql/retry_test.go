@@ -80,7 +80,7 @@ func TestWholeTransactionIsRetried(t *testing.T) {
 		}
 		return tx.Commit()
 	}
-	err := s.Retry(t.Context(), func(ctx context.Context) error {
+	err := withRetry(t.Context(), s.retry, func(ctx context.Context) error {
 		attempts++
 		return insert(ctx, "retried")
 	})
@@ -94,11 +94,11 @@ func TestWholeTransactionIsRetried(t *testing.T) {
 	}
 	// A duplicate is not retried.
 	attempts = 0
-	err = s.Retry(t.Context(), func(ctx context.Context) error {
+	err = withRetry(t.Context(), s.retry, func(ctx context.Context) error {
 		attempts++
 		return insert(ctx, "dup")
 	})
-	if attempts != 1 || s.Classify(err) != storeerr.Duplicate {
+	if attempts != 1 || classify(err) != storeerr.Duplicate {
 		t.Fatalf("duplicate: %d attempts, %v", attempts, err)
 	}
 }

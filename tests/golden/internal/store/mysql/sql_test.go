@@ -50,18 +50,17 @@ func TestMigrationsSuitGalera(t *testing.T) {
 
 func TestSessionSettingsPerFlavor(t *testing.T) {
 	for flavor, want := range map[Flavor]string{MySQL: "max_execution_time=250", MariaDB: "max_statement_time=0.250"} {
-		s, err := Open("user:pw@tcp(127.0.0.1:3306)/app", Options{Flavor: flavor, MaxConns: 1, StatementTimeout: 250 * time.Millisecond})
+		cfg, err := sessionConfig("user:pw@tcp(127.0.0.1:3306)/app", Options{Flavor: flavor, StatementTimeout: 250 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
-		dsn := s.cfg.FormatDSN()
+		dsn := cfg.FormatDSN()
 		if !strings.Contains(dsn, want) || !strings.Contains(dsn, "parseTime=true") {
 			t.Errorf("%s: DSN %s lacks %s", flavor, dsn, want)
 		}
 		if strings.Contains(dsn, "wsrep_sync_wait") {
 			t.Errorf("%s: the main pool must not force causal reads", flavor)
 		}
-		_ = s.Close()
 	}
 }
 

@@ -50,9 +50,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	cfg.MinConns = opts.MinConns
 	cfg.MaxConnLifetime = opts.ConnMaxLifetime
 	cfg.MaxConnIdleTime = opts.ConnMaxIdleTime
-	if opts.StatementTimeout > 0 {
-		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)
-	}
+	cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgresql pool: %w", err)
@@ -69,19 +67,6 @@ func (s *Store) Close() error {
 	s.pool.Close()
 	return err
 }
-
-// SQL returns a database/sql handle that draws its connections from the pool.
-func (s *Store) SQL() *sql.DB { return s.db }
-
-// CausalSQL is SQL: every read on PostgreSQL sees the writes committed before it.
-func (s *Store) CausalSQL() *sql.DB { return s.db }
-
-// Dialect names the SQL dialect (the migrations directory).
-func (s *Store) Dialect() string { return "postgres" }
-
-// Retry runs tx once: at READ COMMITTED the service's transactions do not fail with
-// serialization errors, and a deadlock is reported as busy (503) to the caller.
-func (s *Store) Retry(ctx context.Context, tx func(context.Context) error) error { return tx(ctx) }
 
 // Stats reports the pool's statistics in database/sql's terms (for the metrics).
 func (s *Store) Stats() sql.DBStats {
@@ -105,9 +90,6 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	return migrations.Up(ctx, s.db, goose.DialectPostgres, "postgres", goose.WithSessionLocker(locker))
 }
-
-// Classify says what a PostgreSQL error means to the service.
-func (s *Store) Classify(err error) storeerr.Class { return classify(err) }
 
 func classify(err error) storeerr.Class {
 	class := storeerr.Other

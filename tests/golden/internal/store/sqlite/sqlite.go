@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -47,10 +48,8 @@ func Open(dsn string, opts Options) (*Store, error) {
 
 func withPragmas(dsn string, busy time.Duration) string {
 	sep := "?"
-	for _, c := range dsn {
-		if c == '?' {
-			sep = "&"
-		}
+	if strings.Contains(dsn, "?") {
+		sep = "&"
 	}
 	return fmt.Sprintf("%s%s_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_txlock=immediate",
 		dsn, sep, busy.Milliseconds())
@@ -69,22 +68,6 @@ func (s *Store) Stats() sql.DBStats { return s.db.Stats() }
 func (s *Store) Migrate(ctx context.Context) error {
 	return migrations.Up(ctx, s.db, goose.DialectSQLite3, "sqlite")
 }
-
-// SQL returns the database/sql handle.
-func (s *Store) SQL() *sql.DB { return s.db }
-
-// CausalSQL is SQL: one file, every read sees the writes committed before it.
-func (s *Store) CausalSQL() *sql.DB { return s.db }
-
-// Dialect names the SQL dialect (the migrations directory).
-func (s *Store) Dialect() string { return "sqlite" }
-
-// Retry runs tx once: write transactions take the write lock when they begin
-// (_txlock=immediate) and wait up to the busy timeout for it, so they do not deadlock.
-func (s *Store) Retry(ctx context.Context, tx func(context.Context) error) error { return tx(ctx) }
-
-// Classify says what a SQLite error means to the service.
-func (s *Store) Classify(err error) storeerr.Class { return classify(err) }
 
 func classify(err error) storeerr.Class {
 	class := storeerr.Other

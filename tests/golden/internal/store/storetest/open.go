@@ -37,7 +37,7 @@ func Open(tb testing.TB, dbType string) store.Store {
 	case "sqlite":
 		cfg.URL = "file:" + filepath.Join(tb.TempDir(), "test.db")
 	case "postgresql":
-		cfg.URL = PostgresURL(tb)
+		cfg.URL = postgresURL(tb)
 	case "mysql", "mariadb":
 		cfg.URL = MySQLDSN(tb)
 		if dbType == "mysql" {
@@ -68,9 +68,9 @@ func requireEnv(tb testing.TB, name string) string {
 	return v
 }
 
-// PostgresURL creates a database for this test on the TEST_POSTGRES_DSN server (a URL of a
+// postgresURL creates a database for this test on the TEST_POSTGRES_DSN server (a URL of a
 // user that may create databases), drops it when the test ends, and returns its URL.
-func PostgresURL(tb testing.TB) string {
+func postgresURL(tb testing.TB) string {
 	tb.Helper()
 	admin := requireEnv(tb, "TEST_POSTGRES_DSN")
 	name := "test_" + uuid.NewString()[:8]

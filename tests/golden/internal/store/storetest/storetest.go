@@ -159,7 +159,7 @@ func Run(t *testing.T, s service.ItemStore) {
 func BenchmarkGet(b *testing.B, s service.ItemStore) {
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	it := domain.Item{ID: uuid.Must(uuid.NewV7()).String(), Name: "bench", Description: "a item to read", Version: 1, CreatedAt: now, UpdatedAt: now}
+	it := domain.Item{ID: uuid.Must(uuid.NewV7()).String(), Name: "bench", Description: "an item to read", Version: 1, CreatedAt: now, UpdatedAt: now}
 	if err := s.CreateItem(ctx, it, nil); err != nil {
 		b.Fatal(err)
 	}
