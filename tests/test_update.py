@@ -151,7 +151,7 @@ def team_edits(svc: Path) -> None:
     sub(svc / "internal/httpapi/middleware.go", "clientIdleAfter = 3 * time.Minute", "clientIdleAfter = 5 * time.Minute")
     # Edits to team-owned files.
     sub(svc / "README.md", "## Run it", "## Run it (our notes)")
-    sub(svc / "internal/httpapi/item.go", "// itemJSON is a item on the wire.", "// itemJSON is an item on the wire (ours).")
+    sub(svc / "internal/httpapi/item.go", "type itemPage struct {", "// itemPage is one page of items (ours).\ntype itemPage struct {")
     commit(svc, "team edits")
 
 
