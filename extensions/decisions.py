@@ -167,8 +167,9 @@ def pool_size(peak_rps: int, std: Standards) -> Decision:
     )
 
 
-def timeouts(p99_ms: int, std: Standards) -> Decision:
-    """Per-request deadline and HTTP server timeouts derived from the p99 target."""
+def timeouts(p99_ms: int, std: Standards, http: bool = True) -> Decision:
+    """Per-request deadline and HTTP server timeouts derived from the p99 target. Without
+    an HTTP API (http=False) the reason leaves out the read/write timeouts."""
     s = std["sizing"]
     raw = p99_ms * s["request_timeout_p99_multiple"]
     request = int(_clamp(raw, s["request_timeout_min_ms"], s["request_timeout_max_ms"]))
@@ -188,8 +189,9 @@ def timeouts(p99_ms: int, std: Standards) -> Decision:
     return Decision(
         budget,
         f"Request deadline = p99 {p99_ms} ms x {s['request_timeout_p99_multiple']} = "
-        f"{raw} ms{clamp_note}; read/write timeouts add {s['io_allowance_ms']} ms for I/O; "
-        f"database statements share the request deadline.",
+        f"{raw} ms{clamp_note}; "
+        + (f"read/write timeouts add {s['io_allowance_ms']} ms for I/O; " if http else "")
+        + "database statements share the request deadline.",
     )
 
 
@@ -299,19 +301,20 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
         answers["peak_rps"], answers["p99_ms"], answers["packets_per_s"], answers["cpu_bound"], std
     )
     resource = answers["resource"]
+    flags = transport_flags(answers.get("transport", transport(answers["exposure"]).choice), answers.get("router"))
     result = {
         "go": go.as_dict(),
         "go_directive": go_version(answers["go_version"], std).choice,
         "xdp": xdp_tier(answers["packets_per_s"], std).as_dict(),
         "transport": transport(answers["exposure"]).as_dict(),
         "router": router().as_dict(),
-        "flags": transport_flags(answers.get("transport", transport(answers["exposure"]).choice), answers.get("router")),
+        "flags": flags,
         "db": database_flags(answers.get("databases")),
         "proto": {"package": proto_package(answers.get("service_slug", "service")), "version": f"v{std['api']['major_version']}"},
         "data_layer": data_layer(answers["schema_churn"]).as_dict(),
         "layer": data_layer_flags(answers.get("data_layer") or data_layer(answers["schema_churn"]).choice),
         "pool": pool_size(answers["peak_rps"], std).as_dict(),
-        "timeouts": timeouts(answers["p99_ms"], std).as_dict(),
+        "timeouts": timeouts(answers["p99_ms"], std, http=flags["rest"]).as_dict(),
         "rate_limit": rate_limit(answers["peak_rps"], std).as_dict(),
         "tools": std["tools"],
         "modules": [],

@@ -137,6 +137,8 @@ def test_timeouts_derive_from_p99():
     assert t["write_ms"] == t["request_ms"] + s["io_allowance_ms"]
     assert t["db_statement_ms"] == t["request_ms"]
     assert d.timeouts(1, STD).choice["request_ms"] == s["request_timeout_min_ms"]
+    assert "read/write timeouts" in d.timeouts(50, STD).reason
+    assert "read/write" not in d.timeouts(50, STD, http=False).reason
     assert d.timeouts(60_000, STD).choice["request_ms"] == s["request_timeout_max_ms"]
     assert t["shutdown_ms"] < 30_000  # inside Kubernetes' default grace period
 
