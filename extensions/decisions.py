@@ -30,6 +30,20 @@ class Decision:
         return asdict(self)
 
 
+def decided(recommendation: Decision, chosen: Any = None) -> dict[str, Any]:
+    """One shape for every decision in the plan: what the standard recommends, what the
+    service renders (the team's answer where there is one), whether the two differ, the
+    reason and the numbers behind it."""
+    chosen = recommendation.choice if chosen is None else chosen
+    return {
+        "recommended": recommendation.choice,
+        "chosen": chosen,
+        "overridden": chosen != recommendation.choice,
+        "reason": recommendation.reason,
+        "numbers": dict(recommendation.numbers),
+    }
+
+
 def _fmt(n: float) -> str:
     """Format a number with thousands separators and no needless decimals."""
     if float(n).is_integer():
@@ -90,17 +104,19 @@ def xdp_tier(packets_per_s: int, std: Standards) -> Decision:
     )
 
 
+# Who calls the service -> the transport the standard recommends, and why.
+TRANSPORT_BY_EXPOSURE = {
+    "external": ("rest", "Called by external clients: REST (JSON over HTTP) on a versioned path."),
+    "internal": ("grpc", "Called by other services only: gRPC with health checks."),
+    "both": ("rest+grpc", "Called by clients and services: REST and gRPC over one service layer."),
+}
+
+
 def transport(exposure: str) -> Decision:
     """REST for clients, gRPC between services, both when both call it."""
-    if exposure == "external":
-        return Decision("rest", "Called by external clients: REST (JSON over HTTP) on a versioned path.")
-    if exposure == "internal":
-        return Decision("grpc", "Called by other services only: gRPC with health checks.")
-    if exposure == "both":
-        return Decision(
-            "rest+grpc", "Called by clients and services: REST and gRPC over one service layer."
-        )
-    raise ValueError(f"exposure must be one of {', '.join(EXPOSURES)}, not {exposure!r}")
+    if exposure not in TRANSPORT_BY_EXPOSURE:
+        raise ValueError(f"exposure must be one of {', '.join(EXPOSURES)}, not {exposure!r}")
+    return Decision(*TRANSPORT_BY_EXPOSURE[exposure])
 
 
 def router(delivery_speed_first: bool = False) -> Decision:
@@ -114,20 +130,19 @@ def router(delivery_speed_first: bool = False) -> Decision:
     )
 
 
+# How often the schema changes -> the data layer the standard recommends, and why.
+DATA_LAYER_BY_CHURN = {
+    "low": ("sqlc", "Schema churn is low: sqlc gives type-safe SQL at raw-driver speed."),
+    "medium": ("sqlc", "Schema churn is medium: sqlc gives type-safe SQL at raw-driver speed."),
+    "high": ("gorm", "Schema churn is high: GORM keeps model changes cheap (about 1.5x read cost)."),
+}
+
+
 def data_layer(schema_churn: str) -> Decision:
     """sqlc for type-safe SQL on hot paths; GORM when the schema churns; sqlx is opt-in."""
-    if schema_churn in ("low", "medium"):
-        return Decision(
-            "sqlc",
-            f"Schema churn is {schema_churn}: sqlc gives type-safe SQL at raw-driver speed.",
-        )
-    if schema_churn == "high":
-        return Decision(
-            "gorm", "Schema churn is high: GORM keeps model changes cheap (about 1.5x read cost)."
-        )
-    raise ValueError(
-        f"schema_churn must be one of {', '.join(CHURN_LEVELS)}, not {schema_churn!r}"
-    )
+    if schema_churn not in DATA_LAYER_BY_CHURN:
+        raise ValueError(f"schema_churn must be one of {', '.join(CHURN_LEVELS)}, not {schema_churn!r}")
+    return Decision(*DATA_LAYER_BY_CHURN[schema_churn])
 
 
 def data_layer_flags(choice: str) -> dict[str, Any]:
@@ -135,7 +150,7 @@ def data_layer_flags(choice: str) -> dict[str, Any]:
     recommendation)."""
     if choice not in DATA_LAYERS:
         raise ValueError(f"data_layer must be one of {', '.join(DATA_LAYERS)}, not {choice!r}")
-    return {"name": choice, **{d: d == choice for d in DATA_LAYERS}}
+    return {d: d == choice for d in DATA_LAYERS}
 
 
 def _clamp(value: float, lo: float, hi: float) -> float:
@@ -301,21 +316,27 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
         answers["peak_rps"], answers["p99_ms"], answers["packets_per_s"], answers["cpu_bound"], std
     )
     resource = answers["resource"]
-    flags = transport_flags(answers.get("transport", transport(answers["exposure"]).choice), answers.get("router"))
+    recommended_transport = transport(answers["exposure"])
+    flags = transport_flags(answers.get("transport") or recommended_transport.choice, answers.get("router"))
+    recommended_layer = data_layer(answers["schema_churn"])
+    layer = answers.get("data_layer") or recommended_layer.choice
+    backend = Decision("go" if go.choice else "flask", go.reason, go.numbers)
     result = {
-        "go": go.as_dict(),
-        "go_directive": go_version(answers["go_version"], std).choice,
-        "xdp": xdp_tier(answers["packets_per_s"], std).as_dict(),
-        "transport": transport(answers["exposure"]).as_dict(),
-        "router": router().as_dict(),
+        # Every decision: {recommended, chosen, overridden, reason, numbers} (see decided).
+        "go": decided(backend, chosen="go"),
+        "xdp": decided(xdp_tier(answers["packets_per_s"], std)),
+        "transport": decided(recommended_transport, chosen="+".join(t for t in ("rest", "grpc") if flags[t])),
+        "router": decided(router(), chosen=flags["router"]) if flags["rest"] else decided(Decision("none", "No REST API: no router.")),
+        "data_layer": decided(recommended_layer, chosen=layer),
+        "pool": decided(pool_size(answers["peak_rps"], std)),
+        "timeouts": decided(timeouts(answers["p99_ms"], std, http=flags["rest"])),
+        "rate_limit": decided(rate_limit(answers["peak_rps"], std)),
+        # Flags the templates and the file table branch on.
         "flags": flags,
         "db": database_flags(answers.get("databases")),
+        "layer": data_layer_flags(layer),
+        "go_directive": go_version(answers["go_version"], std).choice,
         "proto": {"package": proto_package(answers.get("service_slug", "service")), "version": f"v{std['api']['major_version']}"},
-        "data_layer": data_layer(answers["schema_churn"]).as_dict(),
-        "layer": data_layer_flags(answers.get("data_layer") or data_layer(answers["schema_churn"]).choice),
-        "pool": pool_size(answers["peak_rps"], std).as_dict(),
-        "timeouts": timeouts(answers["p99_ms"], std, http=flags["rest"]).as_dict(),
-        "rate_limit": rate_limit(answers["peak_rps"], std).as_dict(),
         "tools": std["tools"],
         "modules": [],
         "resource": {
@@ -372,17 +393,17 @@ def computed_summary(p: dict[str, Any], std: Standards) -> dict[str, Any]:
     """The computed values a service carries (docs/adr/computed.yml): what `copier update`
     compares to tell a team what a new standard changed."""
     return {
-        "go": {"justified": p["go"]["choice"], "directive": p["go_directive"]},
-        "xdp_tier": p["xdp"]["choice"],
-        "transport": p["transport"]["choice"],
-        "transport_rendered": "+".join(t for t in ("rest", "grpc") if p["flags"][t]),
-        "router_rendered": p["flags"]["router"] or "none",
-        "data_layer": p["data_layer"]["choice"],
-        "data_layer_rendered": p["layer"]["name"],
+        "go": {"justified": p["go"]["recommended"] == "go", "directive": p["go_directive"]},
+        "xdp_tier": p["xdp"]["chosen"],
+        "transport": p["transport"]["recommended"],
+        "transport_rendered": p["transport"]["chosen"],
+        "router_rendered": p["router"]["chosen"],
+        "data_layer": p["data_layer"]["recommended"],
+        "data_layer_rendered": p["data_layer"]["chosen"],
         "databases": p["db"]["types"],
-        "db_pool_max_conns": p["pool"]["choice"],
-        "timeouts_ms": dict(p["timeouts"]["choice"]),
-        "rate_limit": dict(p["rate_limit"]["choice"]),
+        "db_pool_max_conns": p["pool"]["chosen"],
+        "timeouts_ms": dict(p["timeouts"]["chosen"]),
+        "rate_limit": dict(p["rate_limit"]["chosen"]),
         "modules": {m["path"]: m["version"] for m in p["modules"]},
         "tools": {t["path"]: t["version"] for t in p["tools"].values()},
         "linters": list(std["lint"]["linters"]),

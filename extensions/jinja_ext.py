@@ -46,28 +46,30 @@ REQUIRED_FOR_PLAN = (
 OPTIONAL_FOR_PLAN = ("transport", "router", "service_slug", "databases", "data_layer")
 
 
+def _text(limit: int) -> Any:
+    return lambda question, value: validators.text(question, value, limit)
+
+
+# Question -> its rule (the integer ranges come from the standards' `answers` limits).
+RULES = {
+    "service_slug": lambda q, v: validators.slug(v),
+    "module_path": lambda q, v: validators.module_path(v),
+    "resource": lambda q, v: validators.resource(v),
+    "databases": lambda q, v: validators.databases(v),
+    "go_justification": lambda q, v: validators.justification(v),
+    "project_name": _text(80),
+    "description": _text(200),
+    "owner": _text(80),
+    **{q: (lambda lim: lambda q, v: validators.int_range(q, v, lim["min"], lim["max"]))(lim)
+       for q, lim in STANDARDS["answers"].items()},
+}
+
+
 def _answer_rule(question: str, value: Any) -> str:
     """One entry point for every copier.yml validator: "" when valid, else the rule."""
-    limits = STANDARDS["answers"]
-    if question in limits:
-        return validators.int_range(question, value, limits[question]["min"], limits[question]["max"])
-    if question == "service_slug":
-        return validators.slug(value)
-    if question == "module_path":
-        return validators.module_path(value)
-    if question == "resource":
-        return validators.resource(value)
-    if question == "databases":
-        return validators.databases(value)
-    if question == "go_justification":
-        return validators.justification(value)
-    if question == "project_name":
-        return validators.text(question, value, 80)
-    if question == "description":
-        return validators.text(question, value, 200)
-    if question == "owner":
-        return validators.text(question, value, 80)
-    raise KeyError(f"no validator for question {question!r}")
+    if question not in RULES:
+        raise KeyError(f"no validator for question {question!r}")
+    return RULES[question](question, value)
 
 
 def _go_verdict(peak_rps: Any, p99_ms: Any, packets_per_s: Any, cpu_bound: Any) -> dict[str, Any]:
@@ -76,18 +78,20 @@ def _go_verdict(peak_rps: Any, p99_ms: Any, packets_per_s: Any, cpu_bound: Any) 
     ).as_dict()
 
 
+# Recommendations copier.yml shows at the prompt, in the plan's decision shape.
+RECOMMENDATIONS = {
+    "transport": lambda exposure: decisions.transport(exposure),
+    "data_layer": lambda churn: decisions.data_layer(churn),
+    "xdp": lambda packets: decisions.xdp_tier(int(packets), STANDARDS),
+    "pool": lambda rps: decisions.pool_size(int(rps), STANDARDS),
+    "timeouts": lambda p99: decisions.timeouts(int(p99), STANDARDS),
+}
+
+
 def _recommend(kind: str, *args: Any) -> dict[str, Any]:
-    if kind == "transport":
-        return decisions.transport(*args).as_dict()
-    if kind == "data_layer":
-        return decisions.data_layer(*args).as_dict()
-    if kind == "xdp":
-        return decisions.xdp_tier(int(args[0]), STANDARDS).as_dict()
-    if kind == "pool":
-        return decisions.pool_size(int(args[0]), STANDARDS).as_dict()
-    if kind == "timeouts":
-        return decisions.timeouts(int(args[0]), STANDARDS).as_dict()
-    raise KeyError(f"no recommendation named {kind!r}")
+    if kind not in RECOMMENDATIONS:
+        raise KeyError(f"no recommendation named {kind!r}")
+    return decisions.decided(RECOMMENDATIONS[kind](*args))
 
 
 class GoServiceGlobals(Extension):

@@ -80,7 +80,6 @@ def test_data_layer():
 @pytest.mark.parametrize("layer", ["sqlc", "gorm", "sqlx"])
 def test_data_layer_flags(layer):
     flags = d.data_layer_flags(layer)
-    assert flags["name"] == layer
     assert [k for k in ("sqlc", "gorm", "sqlx") if flags[k]] == [layer]
 
 
@@ -92,13 +91,13 @@ def test_data_layer_flags_refuse_unknown_values():
 def test_the_data_layer_answer_overrides_the_recommendation_and_picks_the_modules():
     answers = dict(peak_rps=20_000, p99_ms=50, packets_per_s=0, cpu_bound=False, exposure="external",
                    schema_churn="high", go_version="1.26", resource="item")
-    assert d.plan(answers, STD)["layer"]["name"] == "gorm"  # the recommendation for high churn
+    assert d.plan(answers, STD)["data_layer"]["chosen"] == "gorm"  # the recommendation for high churn
     paths = lambda p: {m["path"] for m in p["modules"]}  # noqa: E731
     gorm = d.plan({**answers, "databases": ["mariadb", "sqlite"]}, STD)
     assert {"gorm.io/gorm", "gorm.io/driver/mysql", "gorm.io/driver/sqlite"} <= paths(gorm)
     assert "gorm.io/driver/postgres" not in paths(gorm) and "github.com/jmoiron/sqlx" not in paths(gorm)
     sqlx = d.plan({**answers, "data_layer": "sqlx"}, STD)
-    assert sqlx["layer"] == {"name": "sqlx", "sqlc": False, "gorm": False, "sqlx": True}
+    assert sqlx["layer"] == {"sqlc": False, "gorm": False, "sqlx": True} and sqlx["data_layer"]["chosen"] == "sqlx"
     assert "github.com/jmoiron/sqlx" in paths(sqlx) and not any(p.startswith("gorm.io") for p in paths(sqlx))
     assert sqlx["computed"]["data_layer"] == "gorm" and sqlx["computed"]["data_layer_rendered"] == "sqlx"
 
@@ -187,7 +186,7 @@ def test_plan_has_every_decision():
     assert {m["path"] for m in plan["modules"]} == {
         m["path"] for m in STD["modules"].values() if m.get("when") in (None, "rest", "chi", "postgresql", "mysql_dialect", "sqlc")
     }
-    assert plan["layer"]["name"] == "sqlc"
+    assert plan["data_layer"]["chosen"] == "sqlc" and plan["layer"]["sqlc"]
     assert plan["db"]["types"] == ["postgresql", "mysql", "mariadb", "sqlite"] and plan["db"]["server"]
     assert not d.database_flags(["sqlite"])["server"] and d.database_flags(["mariadb", "sqlite"])["server"]
     assert plan["flags"] == {"rest": True, "grpc": False, "chi": True, "gin": False, "router": "chi"}
@@ -290,3 +289,23 @@ def test_databases_validator():
     assert v.databases(["sqlite"]) == ""
     assert "must include sqlite" in v.databases(["postgresql"])
     assert "not supported" in v.databases(["oracle", "sqlite"])
+
+
+DECISION_KEYS = {"recommended", "chosen", "overridden", "reason", "numbers"}
+
+
+def test_every_decision_in_the_plan_has_one_shape():
+    answers = dict(peak_rps=800, p99_ms=200, packets_per_s=0, cpu_bound=False, exposure="internal",
+                   schema_churn="high", go_version="1.26", resource="item", transport="rest", router="gin",
+                   data_layer="sqlx")
+    plan = d.plan(answers, STD)
+    for name in ("go", "xdp", "transport", "router", "data_layer", "pool", "timeouts", "rate_limit"):
+        assert set(plan[name]) == DECISION_KEYS, name
+    # The team's answers against the standard's recommendations.
+    assert (plan["go"]["recommended"], plan["go"]["chosen"], plan["go"]["overridden"]) == ("flask", "go", True)
+    assert (plan["transport"]["recommended"], plan["transport"]["chosen"], plan["transport"]["overridden"]) == ("grpc", "rest", True)
+    assert (plan["router"]["recommended"], plan["router"]["chosen"]) == ("chi", "gin")
+    assert (plan["data_layer"]["recommended"], plan["data_layer"]["chosen"]) == ("gorm", "sqlx")
+    assert plan["pool"]["overridden"] is False and plan["pool"]["chosen"] == d.pool_size(800, STD).choice
+    grpc = d.plan({**answers, "transport": "grpc"}, STD)
+    assert grpc["router"]["chosen"] == "none" and grpc["computed"]["router_rendered"] == "none"
