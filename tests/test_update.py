@@ -305,3 +305,15 @@ def test_update_switches_the_data_layer(template_repo, tmp_path):
     assert "added `internal/store/sqlxstore/item.go`" in log and "| `data_layer_rendered` | sqlc | sqlx |" in log
     run(["go", "build", "./..."], svc)
     run(["go", "test", "-count=1", "./internal/store/..."], svc)
+
+
+@pytest.mark.parametrize("layer", ["gorm", "sqlx"])
+def test_update_without_mariadb_keeps_building(template_repo, tmp_path, layer):
+    """GORM and sqlx services made at v1 without MariaDB (so no causal pool) or MySQL:
+    their team-owned code still builds and passes its tests after the update."""
+    svc = make_service(template_repo, tmp_path / "svc", data_layer=layer, databases=["postgresql", "sqlite"])
+    update(svc, "v3.0.0")
+    assert git(svc, "ls-files", "-u") == "" and conflicts_check(svc).returncode == 0
+    run(["go", "build", "./..."], svc)
+    run(["go", "vet", "./..."], svc)
+    run(["go", "test", "-count=1", "./internal/store/..."], svc)
