@@ -7,13 +7,13 @@ with every other test."""
 
 from __future__ import annotations
 
-import filecmp
 import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import GRPC_VARIANTS, LAYER_VARIANTS, STANDARDS, TOOLCHAIN_VARIANTS, go_tool, layer_of, run, slug_of
+from tests.refresh import tree_diffs
 
 pytestmark = [pytest.mark.go, pytest.mark.slow]
 
@@ -93,18 +93,6 @@ def test_cross_compile(projects, platform, variant, tmp_path):
     assert header[:4] == b"\x7fELF"
     machine = int.from_bytes(header[18:20], "little")
     assert machine == {"amd64": 0x3E, "arm64": 0xB7}[goarch]
-
-
-def tree_diffs(a: Path, b: Path) -> list[str]:
-    diffs: list[str] = []
-
-    def walk(c: filecmp.dircmp, prefix: str) -> None:
-        diffs.extend(prefix + f for f in c.diff_files + c.left_only + c.right_only)
-        for name, sub in c.subdirs.items():
-            walk(sub, f"{prefix}{name}/")
-
-    walk(filecmp.dircmp(a, b), "")
-    return diffs
 
 
 @pytest.mark.parametrize("variant", [v for v in VARIANT_NAMES if layer_of(v) == "sqlc"])
