@@ -60,7 +60,8 @@ func requireScope(logger *slog.Logger, cfg config.Auth, scope string) func(http.
 				return
 			}
 			logger.InfoContext(r.Context(), "audit", "subject", c.Subject, "method", r.Method, "path", r.URL.Path)
-			next.ServeHTTP(w, r)
+			ctx := domain.NewContextWithPrincipal(r.Context(), domain.Principal{Subject: c.Subject, Scopes: strings.Fields(c.Scope)})
+			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
 }

@@ -73,7 +73,7 @@ func (s *Items) Create(ctx context.Context, in domain.ItemInput, idempotencyKey 
 	hash := requestHash(in)
 	key := ""
 	if idempotencyKey != "" {
-		key = "items:" + idempotencyKey
+		key = scopedKey("items", domain.PrincipalFromContext(ctx).Subject, idempotencyKey)
 		it, err := s.replay(ctx, key, hash)
 		if err == nil {
 			return it, true, nil
@@ -106,6 +106,14 @@ func (s *Items) Create(ctx context.Context, in domain.ItemInput, idempotencyKey 
 		return domain.Item{}, false, err
 	}
 	return it, false, nil
+}
+
+// scopedKey names an idempotency record by resource, caller and key, so one caller's key
+// never replays another caller's resource. The hash keeps the stored key short whatever
+// the subject's length.
+func scopedKey(resource, subject, key string) string {
+	sum := sha256.Sum256([]byte(subject + "\x00" + key))
+	return resource + ":" + hex.EncodeToString(sum[:])
 }
 
 // replay returns the item an earlier create with this key made.
