@@ -120,11 +120,11 @@ def test_go_mod_pins_the_standards(default):
 @pytest.mark.parametrize(
     ("data", "present", "absent", "modules"),
     [
-        ({"router": "gin"}, ["internal/httpapi/router.go"], ["internal/grpcapi", "api", "buf.yaml"], {"gin"}),
+        ({"router": "gin"}, ["internal/httpapi/router.go"], ["internal/grpcapi", "api", "buf.yaml"], {"gin", "cors"}),
         ({"exposure": "internal"}, ["internal/grpcapi/server.go", "internal/grpcapi/item.go", "buf.yaml", "buf.gen.yaml",
-                                    "api/proto/my_service/v1/item.proto"], ["internal/httpapi"], {"grpc", "protobuf"}),
+                                    "api/proto/my_service/v1/item.proto"], ["internal/httpapi"], {"grpc", "protobuf", "genproto_rpc"}),
         ({"transport": "rest+grpc"}, ["internal/httpapi/router.go", "internal/grpcapi/server.go", "api/proto/my_service/v1/item.proto"],
-         [], {"chi", "grpc", "protobuf"}),
+         [], {"chi", "cors", "grpc", "protobuf", "genproto_rpc"}),
     ],
 )
 def test_transport_variants(tmp_path, data, present, absent, modules):
@@ -135,7 +135,7 @@ def test_transport_variants(tmp_path, data, present, absent, modules):
         assert not (proj / f).exists(), f
     gomod = (proj / "go.mod").read_text()
     wanted = {name for name, spec in STANDARDS["modules"].items()
-              if spec.get("when") in ("chi", "gin", "grpc") and spec["path"] in gomod}
+              if spec.get("when") in ("rest", "chi", "gin", "grpc") and spec["path"] in gomod}
     assert wanted == modules
     router = (proj / "internal/httpapi/router.go")
     if router.exists():
@@ -351,10 +351,15 @@ def test_runtime_policy_numbers_come_from_the_standards(default):
     assert f"min(backoff*2, {go_duration(s['migrate_retry_cap_ms'])})" in app
     healthcheck = (default / "internal/app/healthcheck.go").read_text()
     assert f"context.WithTimeout(ctx, {go_duration(s['healthcheck_timeout_ms'])})" in healthcheck
-    auth = (default / "internal/httpapi/auth.go").read_text()
+    auth = (default / "internal/auth/auth.go").read_text()
     assert f"jwt.WithLeeway({go_duration(s['jwt_leeway_s'] * 1000)})" in auth
-    middleware = (default / "internal/httpapi/middleware.go").read_text()
+    sec = STANDARDS["security"]
+    assert f"rate.Every({go_duration(sec['jwks_unknown_kid_refresh_s'] * 1000)})" in auth
+    assert f"HTTPTimeout:       {go_duration(sec['jwks_http_timeout_ms'])}," in auth
+    middleware = (default / "internal/ratelimit/ratelimit.go").read_text()
     assert f"clientIdleAfter = {go_duration(s['rate_limit_client_idle_minutes'] * 60_000)}" in middleware
+    httpapi = (default / "internal/httpapi/middleware.go").read_text() + (default / "internal/httpapi/server.go").read_text()
+    assert f"max-age={sec['hsts_max_age_s']}; includeSubDomains" in httpapi and f"MaxAge:           {sec['cors_max_age_s']}," in httpapi
     # What a person writes: time.Second, 2 * time.Second, "60s", never 1000*time.Millisecond
     # or "60000ms".
     assert "health.New(db, time.Second)" in app and "jwt.WithLeeway(30 * time.Second)" in auth

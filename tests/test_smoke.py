@@ -198,7 +198,8 @@ def exercise_grpc(addr: str, resource: str = "item") -> None:
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    return {"HTTP_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", **extra}
+    # Development: authentication may be off (tests that need it set JWT_SECRET).
+    return {"APP_ENV": "development", "HTTP_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", **extra}
 
 
 def exercise(api: str, resource: str = "item") -> None:

@@ -19,9 +19,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/example/my-service/internal/auth"
 	"github.com/example/my-service/internal/config"
 	"github.com/example/my-service/internal/health"
 	"github.com/example/my-service/internal/httpapi"
+	"github.com/example/my-service/internal/ratelimit"
 	"github.com/example/my-service/internal/service"
 	"github.com/example/my-service/internal/store"
 	"github.com/example/my-service/internal/telemetry"
@@ -65,6 +67,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return checkHealth(ctx, cfg.HTTPAddr)
 	}
 	logger := telemetry.NewLogger(stdout, cfg.LogLevel)
+	if command == "serve" {
+		if err := cfg.CheckServing(); err != nil {
+			return err
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -87,14 +94,43 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Info("migrations applied", "db_type", cfg.DB.Type)
 		return nil
 	}
-	return serve(ctx, cfg, logger, db)
+	auditOut, closeAudit, err := openAuditLog(cfg.AuditLog, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	return serve(ctx, cfg, logger, telemetry.NewAudit(auditOut), db)
 }
 
-func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, db store.Store) error {
-	logger.Info("starting", "version", Version, "config", cfg)
-	if cfg.Auth.JWTSecret == "" {
-		logger.Warn("JWT_SECRET is not set: write routes are open (set it outside development)")
+// openAuditLog opens the audit stream AUDIT_LOG names: stderr, stdout or a file.
+func openAuditLog(name string, stdout, stderr io.Writer) (io.Writer, func(), error) {
+	switch name {
+	case "stderr":
+		return stderr, func() {}, nil
+	case "stdout":
+		return stdout, func() {}, nil
 	}
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("AUDIT_LOG: %w", err)
+	}
+	return f, func() { _ = f.Close() }, nil
+}
+
+func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, audit *telemetry.Audit, db store.Store) error {
+	logger.Info("starting", "version", Version, "config", cfg)
+	policy, err := auth.New(ctx, cfg.Auth, logger)
+	if err != nil {
+		return err
+	}
+	if !policy.Enabled() {
+		logger.Warn("authentication is off (APP_ENV=development and neither JWT_SECRET nor JWT_JWKS_URL is set): every caller may write")
+	}
+	proxies, err := ratelimit.NewProxies(cfg.RateLimit.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("TRUSTED_PROXIES: %w", err)
+	}
+	limiter := ratelimit.New(cfg.RateLimit.RPS, cfg.RateLimit.Burst)
 
 	state := health.New(db, time.Second)
 	metrics := telemetry.NewMetrics()
@@ -130,8 +166,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, db store
 
 	api := &http.Server{
 		Handler: httpapi.NewServer(httpapi.Deps{
-			Logger: logger, HTTP: cfg.HTTP, RateLimit: cfg.RateLimit, Auth: cfg.Auth,
-			Health: state, Metrics: metrics, Items: items,
+			Logger: logger, HTTP: cfg.HTTP, CORS: cfg.CORS, Auth: policy, Limiter: limiter, Proxies: proxies,
+			Audit: audit, Health: state, Metrics: metrics, Items: items,
 		}),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 		ReadTimeout:       cfg.HTTP.ReadTimeout,

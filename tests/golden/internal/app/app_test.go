@@ -47,6 +47,7 @@ func sqliteEnv(t *testing.T) map[string]string {
 	return map[string]string{
 		"DB_TYPE": "sqlite", "DATABASE_URL": "file:" + filepath.Join(t.TempDir(), "e2e.db"),
 		"HTTP_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", "LOG_LEVEL": "debug",
+		"APP_ENV": "development",
 	}
 }
 
@@ -230,6 +231,24 @@ func TestStartupErrors(t *testing.T) {
 	}
 	if err := app.Run(t.Context(), []string{"svc", "frobnicate"}, env(sqliteEnv(t)), io.Discard, io.Discard); err == nil {
 		t.Fatal("unknown command accepted")
+	}
+}
+
+// Outside development the service fails closed: no authentication configured, no start.
+func TestProductionRefusesToServeWithoutAuthentication(t *testing.T) {
+	for _, appEnv := range []string{"", "production", "staging"} {
+		vars := sqliteEnv(t)
+		vars["APP_ENV"] = appEnv
+		err := app.Run(t.Context(), []string{"svc"}, env(vars), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "authentication is required") {
+			t.Fatalf("APP_ENV=%q without JWT_SECRET or JWT_JWKS_URL: %v", appEnv, err)
+		}
+	}
+	// Migrations need no authentication: a migration job runs with the same settings.
+	vars := sqliteEnv(t)
+	vars["APP_ENV"] = "production"
+	if err := app.Run(t.Context(), []string{"svc", "migrate"}, env(vars), io.Discard, io.Discard); err != nil {
+		t.Fatalf("migrate in production: %v", err)
 	}
 }
 

@@ -6,7 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"net/url"
 	"reflect"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
@@ -15,7 +19,9 @@ import (
 // Config is every setting of the service. Secrets come only from the environment and are
 // never logged (see LogValue).
 type Config struct {
-	Env         string     `env:"APP_ENV" envDefault:"development"`
+	// Env is the deployment environment. Only "development" may run without
+	// authentication: every other value, the default included, fails closed.
+	Env         string     `env:"APP_ENV" envDefault:"production"`
 	LogLevel    slog.Level `env:"LOG_LEVEL" envDefault:"info"`
 	HTTPAddr    string     `env:"HTTP_ADDR" envDefault:":8080"`
 	MetricsAddr string     `env:"METRICS_ADDR" envDefault:":9090"`
@@ -24,6 +30,10 @@ type Config struct {
 	HTTP      HTTP
 	RateLimit RateLimit
 	Auth      Auth
+	CORS      CORS
+	// AuditLog is where audit records go, apart from the application log: "stderr"
+	// (the default; the application log is stdout), "stdout", or a file path (appended).
+	AuditLog string `env:"AUDIT_LOG" envDefault:"stderr"`
 }
 
 // Database settings. The pool size comes from Little's law on the peak load.
@@ -52,21 +62,42 @@ type HTTP struct {
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	DrainDelay        time.Duration `env:"SHUTDOWN_DRAIN_DELAY" envDefault:"0s"`
 	MaxBodyBytes      int64         `env:"HTTP_MAX_BODY_BYTES" envDefault:"1048576"`
-	DefaultPageSize   int           `env:"PAGE_SIZE_DEFAULT" envDefault:"20"`
-	MaxPageSize       int           `env:"PAGE_SIZE_MAX" envDefault:"100"`
+	// BodyReadTimeout bounds reading a request body, before REQUEST_TIMEOUT starts: a slow
+	// client gets 408, and the request deadline only covers the service's own work.
+	BodyReadTimeout time.Duration `env:"HTTP_BODY_READ_TIMEOUT" envDefault:"1s"`
+	DefaultPageSize int           `env:"PAGE_SIZE_DEFAULT" envDefault:"20"`
+	MaxPageSize     int           `env:"PAGE_SIZE_MAX" envDefault:"100"`
 }
 
-// RateLimit is the per-client token bucket (clients keyed by remote address).
+// RateLimit is the per-client token bucket. A client is the authenticated subject when
+// there is one, else its IP address: the TCP peer, or the address forwarded by a proxy
+// listed in TRUSTED_PROXIES (addresses or CIDR prefixes; X-Forwarded-For is ignored from
+// anyone else, so callers cannot pick their own bucket).
 type RateLimit struct {
-	RPS   float64 `env:"RATE_LIMIT_RPS" envDefault:"1000"`
-	Burst int     `env:"RATE_LIMIT_BURST" envDefault:"2000"`
+	RPS            float64  `env:"RATE_LIMIT_RPS" envDefault:"1000"`
+	Burst          int      `env:"RATE_LIMIT_BURST" envDefault:"2000"`
+	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
 }
 
-// Auth protects the write routes with HS256 JWTs when JWTSecret is set.
+// Auth is bearer-token authentication: HS256 JWTs signed with JWT_SECRET, and/or RS256 and
+// ES256 JWTs verified with the keys published at JWT_JWKS_URL (refreshed for rotation).
+// Writes need the write scope; reads need the read scope when AUTH_PROTECT_READS is set.
 type Auth struct {
-	JWTSecret   string `env:"JWT_SECRET"`
-	JWTIssuer   string `env:"JWT_ISSUER"`
-	JWTAudience string `env:"JWT_AUDIENCE"`
+	JWTSecret    string        `env:"JWT_SECRET"`
+	JWKSURL      string        `env:"JWT_JWKS_URL"`
+	JWKSRefresh  time.Duration `env:"JWT_JWKS_REFRESH" envDefault:"15m"`
+	JWTIssuer    string        `env:"JWT_ISSUER"`
+	JWTAudience  string        `env:"JWT_AUDIENCE"`
+	ProtectReads bool          `env:"AUTH_PROTECT_READS" envDefault:"false"`
+}
+
+// Enabled reports whether any way to verify tokens is configured.
+func (a Auth) Enabled() bool { return a.JWTSecret != "" || a.JWKSURL != "" }
+
+// CORS lets browsers on the listed origins call the API. Off when the list is empty.
+type CORS struct {
+	AllowedOrigins   []string `env:"CORS_ALLOWED_ORIGINS" envSeparator:","`
+	AllowCredentials bool     `env:"CORS_ALLOW_CREDENTIALS" envDefault:"false"`
 }
 
 // Load parses the environment given by getenv and checks the result.
@@ -145,10 +176,51 @@ func (c Config) Validate() error {
 	check(c.HTTP.MaxBodyBytes >= 1, "HTTP_MAX_BODY_BYTES must be at least 1")
 	check(c.HTTP.MaxPageSize >= 1, "PAGE_SIZE_MAX must be at least 1")
 	check(c.HTTP.DefaultPageSize >= 1 && c.HTTP.DefaultPageSize <= c.HTTP.MaxPageSize, "PAGE_SIZE_DEFAULT must be from 1 to PAGE_SIZE_MAX")
+	check(c.HTTP.BodyReadTimeout > 0, "HTTP_BODY_READ_TIMEOUT must be a positive duration")
 	check(c.RateLimit.RPS > 0, "RATE_LIMIT_RPS must be positive")
 	check(c.RateLimit.Burst >= 1, "RATE_LIMIT_BURST must be at least 1")
+	for _, p := range c.RateLimit.TrustedProxies {
+		_, err := ParsePrefix(p)
+		check(err == nil, "TRUSTED_PROXIES: %q is not an IP address or CIDR prefix", p)
+	}
 	check(c.Auth.JWTSecret == "" || len(c.Auth.JWTSecret) >= 32, "JWT_SECRET must be at least 32 bytes")
+	if c.Auth.JWKSURL != "" {
+		u, err := url.Parse(c.Auth.JWKSURL)
+		check(err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "", "JWT_JWKS_URL must be an http(s) URL")
+		check(c.Auth.JWKSRefresh > 0, "JWT_JWKS_REFRESH must be a positive duration")
+	}
+	for _, o := range c.CORS.AllowedOrigins {
+		u, err := url.Parse(o)
+		check(o == "*" || (err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && u.Path == ""),
+			"CORS_ALLOWED_ORIGINS: %q is not an origin such as https://app.example.com", o)
+	}
+	check(!c.CORS.AllowCredentials || !slices.Contains(c.CORS.AllowedOrigins, "*"),
+		"CORS_ALLOW_CREDENTIALS cannot be used with CORS_ALLOWED_ORIGINS=*: list the origins")
+	check(strings.TrimSpace(c.AuditLog) != "", "AUDIT_LOG must be stderr, stdout or a file path")
 	return errors.Join(errs...)
+}
+
+// CheckServing reports what must hold before the service answers callers, beyond
+// Validate (which also guards the migrate command and -healthcheck): outside development,
+// authentication fails closed.
+func (c Config) CheckServing() error {
+	if c.Env != "development" && !c.Auth.Enabled() {
+		return fmt.Errorf("config: authentication is required when APP_ENV is not development (APP_ENV=%q): set JWT_SECRET or JWT_JWKS_URL", c.Env)
+	}
+	return nil
+}
+
+// ParsePrefix reads a TRUSTED_PROXIES entry: a CIDR prefix, or one address.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s)
+	}
+	addr, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(addr, addr.BitLen()), nil
 }
 
 // LogValue logs the configuration with secrets masked.
@@ -161,6 +233,9 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("db_max_conns", int(c.DB.MaxConns)),
 		slog.Duration("request_timeout", c.HTTP.RequestTimeout),
 		slog.Float64("rate_limit_rps", c.RateLimit.RPS),
-		slog.Bool("auth", c.Auth.JWTSecret != ""),
+		slog.Bool("auth_hs256", c.Auth.JWTSecret != ""),
+		slog.String("auth_jwks_url", c.Auth.JWKSURL),
+		slog.Bool("auth_protect_reads", c.Auth.ProtectReads),
+		slog.Int("trusted_proxies", len(c.RateLimit.TrustedProxies)),
 	)
 }

@@ -1,67 +1,61 @@
 package httpapi
 
 import (
-	"log/slog"
 	"net/http"
-	"slices"
+	"strconv"
 	"strings"
-	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/example/my-service/internal/config"
 	"github.com/example/my-service/internal/domain"
+	"github.com/example/my-service/internal/telemetry"
 )
 
-// writeScope is the JWT scope that allows changing items.
-const writeScope = "items:write"
-
-// claims are the JWT claims the service reads: the registered ones plus a space-separated
-// OAuth2-style scope.
-type claims struct {
-	Scope string `json:"scope"`
-	jwt.RegisteredClaims
-}
-
-// requireScope lets a request through when it carries a valid HS256 bearer token with
-// scope; 401 without a valid token, 403 without the scope. With no JWT_SECRET configured
-// it lets every request through (development).
-func requireScope(logger *slog.Logger, cfg config.Auth, scope string) func(http.Handler) http.Handler {
-	if cfg.JWTSecret == "" {
-		return func(next http.Handler) http.Handler { return next }
-	}
-	opts := []jwt.ParserOption{
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(30 * time.Second),
-	}
-	if cfg.JWTIssuer != "" {
-		opts = append(opts, jwt.WithIssuer(cfg.JWTIssuer))
-	}
-	if cfg.JWTAudience != "" {
-		opts = append(opts, jwt.WithAudience(cfg.JWTAudience))
-	}
-	parser := jwt.NewParser(opts...)
-	key := []byte(cfg.JWTSecret)
+// authenticate puts the caller on the request context when it may use an endpoint that
+// needs scope (the policy is internal/auth): 401 without a valid token where one is
+// needed, 403 without the scope. Every refusal is an audit record; action names the
+// endpoint in it.
+func authenticate(d Deps, action, scope string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || raw == "" {
-				writeError(w, r, logger, domain.Errorf(domain.KindUnauthorized, "a bearer token is required"))
+			p, err := d.Auth.Authorize(r.Header.Get("Authorization"), scope)
+			if err != nil {
+				d.Audit.Record(r.Context(), telemetry.AuditEvent{
+					Subject: domain.Anonymous, Action: action, Outcome: "denied",
+					Status: strconv.Itoa(statusOf(err)), Transport: "http", ClientIP: clientIP(r.Context()),
+				})
+				writeError(w, r, d.Logger, err)
 				return
 			}
-			var c claims
-			if _, err := parser.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return key, nil }); err != nil {
-				writeError(w, r, logger, domain.Errorf(domain.KindUnauthorized, "the bearer token is not valid"))
-				return
-			}
-			if !slices.Contains(strings.Fields(c.Scope), scope) {
-				writeError(w, r, logger, domain.Errorf(domain.KindForbidden, "the token lacks the %q scope", scope))
-				return
-			}
-			logger.InfoContext(r.Context(), "audit", "subject", c.Subject, "method", r.Method, "path", r.URL.Path)
-			ctx := domain.NewContextWithPrincipal(r.Context(), domain.Principal{Subject: c.Subject, Scopes: strings.Fields(c.Scope)})
-			next.ServeHTTP(w, r.WithContext(ctx))
+			next.ServeHTTP(w, r.WithContext(domain.NewContextWithPrincipal(r.Context(), p)))
 		})
 	}
+}
+
+// audited writes one audit record per call of a write endpoint: who, what, which
+// resource (the {id} of the path, or the Location a create answered with) and the
+// outcome.
+func audited(d Deps, action string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		status := sw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		id := r.PathValue("id")
+		if loc := w.Header().Get("Location"); id == "" && loc != "" {
+			id = loc[strings.LastIndex(loc, "/")+1:]
+		}
+		resource := ""
+		if id != "" {
+			resource = "items/" + id
+		}
+		outcome := "success"
+		if status >= http.StatusBadRequest {
+			outcome = "failure"
+		}
+		d.Audit.Record(r.Context(), telemetry.AuditEvent{
+			Subject: domain.PrincipalFromContext(r.Context()).Subject, Action: action, Resource: resource,
+			Outcome: outcome, Status: strconv.Itoa(status), Transport: "http", ClientIP: clientIP(r.Context()),
+		})
+	})
 }

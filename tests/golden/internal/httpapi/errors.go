@@ -60,11 +60,22 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 	case domain.KindUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="api"`)
 	}
-	status, ok := statusByKind[kind]
-	if !ok {
-		status = http.StatusInternalServerError
+	writeJSON(w, r, logger, statusOfKind(kind), errorBody{Error: detail})
+}
+
+// statusOf is the HTTP status writeError answers err with.
+func statusOf(err error) int {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return http.StatusServiceUnavailable
 	}
-	writeJSON(w, r, logger, status, errorBody{Error: detail})
+	return statusOfKind(domain.KindOf(err))
+}
+
+func statusOfKind(kind domain.Kind) int {
+	if status, ok := statusByKind[kind]; ok {
+		return status
+	}
+	return http.StatusInternalServerError
 }
 
 // writeStatusError answers with a status outside the taxonomy (404/405 from the router).

@@ -12,9 +12,11 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/example/my-service/internal/auth"
 	"github.com/example/my-service/internal/config"
 	"github.com/example/my-service/internal/health"
 	"github.com/example/my-service/internal/httpapi"
+	"github.com/example/my-service/internal/ratelimit"
 	"github.com/example/my-service/internal/service"
 	"github.com/example/my-service/internal/store/storetest"
 	"github.com/example/my-service/internal/telemetry"
@@ -34,16 +36,27 @@ func newFixture(t *testing.T, tweak func(*httpapi.Deps)) *fixture {
 	state := health.New(db, time.Second)
 	state.MarkMigrated()
 	d := httpapi.Deps{
-		Logger:    slog.New(slog.NewJSONHandler(io.Discard, nil)),
-		HTTP:      config.HTTP{RequestTimeout: 5 * time.Second, MaxBodyBytes: 1024},
-		RateLimit: config.RateLimit{RPS: 1000, Burst: 1000},
-		Items:     service.NewItems(db, service.Limits{DefaultPageSize: 2, MaxPageSize: 50}, nil),
-		Health:    state, Metrics: telemetry.NewMetrics(),
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		HTTP:   config.HTTP{RequestTimeout: 5 * time.Second, MaxBodyBytes: 1024, BodyReadTimeout: time.Second},
+		Auth:   newPolicy(t, config.Auth{}), Limiter: ratelimit.New(1000, 1000),
+		Audit:  telemetry.NewAudit(io.Discard),
+		Items:  service.NewItems(db, service.Limits{DefaultPageSize: 2, MaxPageSize: 50}, nil),
+		Health: state, Metrics: telemetry.NewMetrics(),
 	}
 	if tweak != nil {
 		tweak(&d)
 	}
 	return &fixture{t: t, h: httpapi.NewServer(d), health: state}
+}
+
+// newPolicy returns the authentication policy for cfg (no verifier: everyone may).
+func newPolicy(t *testing.T, cfg config.Auth) *auth.Policy {
+	t.Helper()
+	p, err := auth.New(t.Context(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 type response struct {
@@ -202,7 +215,7 @@ func TestRequestIDIsKeptOrMade(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	f := newFixture(t, func(d *httpapi.Deps) { d.RateLimit = config.RateLimit{RPS: 0.5, Burst: 2} })
+	f := newFixture(t, func(d *httpapi.Deps) { d.Limiter = ratelimit.New(0.5, 2) })
 	f.do("GET", base, "")
 	f.do("GET", base, "")
 	res := f.do("GET", base, "")
@@ -229,7 +242,7 @@ func TestReadiness(t *testing.T) {
 
 func TestWriteRoutesNeedAToken(t *testing.T) {
 	secret := strings.Repeat("k", 32)
-	f := newFixture(t, func(d *httpapi.Deps) { d.Auth = config.Auth{JWTSecret: secret, JWTIssuer: "issuer"} })
+	f := newFixture(t, func(d *httpapi.Deps) { d.Auth = newPolicy(t, config.Auth{JWTSecret: secret, JWTIssuer: "issuer"}) })
 	sign := func(scope, issuer string, ttl time.Duration) string {
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 			"scope": scope, "iss": issuer, "sub": "tester", "exp": time.Now().Add(ttl).Unix(),

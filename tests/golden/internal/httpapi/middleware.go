@@ -1,20 +1,23 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
 	"net/http"
 	"runtime/debug"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
-	"golang.org/x/time/rate"
 
 	"github.com/example/my-service/internal/domain"
+	"github.com/example/my-service/internal/ratelimit"
 	"github.com/example/my-service/internal/telemetry"
 )
 
@@ -99,6 +102,9 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the connection (read deadlines, flushing).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
@@ -128,16 +134,83 @@ func recoverer(logger *slog.Logger) func(http.Handler) http.Handler {
 	}
 }
 
-// limitBody refuses bodies over max: at once when Content-Length says so, else while
-// reading (decode reports too_large).
-func limitBody(logger *slog.Logger, limit int64) func(http.Handler) http.Handler {
+// securityHeaders sets the hardening headers on every response: an API answers JSON
+// that no browser should sniff, frame, cache or treat as a page. HSTS goes out only over
+// TLS (RFC 6797 forbids it on plain HTTP).
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-store")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		if r.TLS != nil {
+			h.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type clientIPKey struct{}
+
+// withClientIP puts the caller's address on the context, for rate limits and audit
+// records: the TCP peer, or what a trusted proxy forwarded (see ratelimit.Proxies).
+func withClientIP(proxies ratelimit.Proxies) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ip := proxies.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"))
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientIPKey{}, ip)))
+		})
+	}
+}
+
+// clientIP is the address withClientIP found.
+func clientIP(ctx context.Context) string {
+	ip, _ := ctx.Value(clientIPKey{}).(string)
+	return ip
+}
+
+// readBody reads the whole request body before the request deadline starts, within its
+// own time limit, so the deadline covers the service's work and a 503 never blames the
+// database for a slow client: a body over limit is 413 (at once when Content-Length says
+// so), one that does not arrive within timeout is 408. Handlers decode from memory.
+func readBody(logger *slog.Logger, limit int64, timeout time.Duration) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.ContentLength > limit {
 				writeError(w, r, logger, domain.Errorf(domain.KindTooLarge, "the body is larger than %d bytes", limit))
 				return
 			}
-			r.Body = http.MaxBytesReader(w, r.Body, limit)
+			if r.Body == nil || r.Body == http.NoBody {
+				next.ServeHTTP(w, r)
+				return
+			}
+			rc := http.NewResponseController(w)
+			// Unsupported only by test recorders; the server's HTTP_READ_TIMEOUT still holds.
+			_ = rc.SetReadDeadline(time.Now().Add(timeout))
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+			// Clear it: a deadline passing while the handler runs would cancel the request.
+			_ = rc.SetReadDeadline(time.Time{})
+			var (
+				tooBig *http.MaxBytesError
+				netErr net.Error
+			)
+			switch {
+			case errors.As(err, &tooBig):
+				writeError(w, r, logger, domain.Errorf(domain.KindTooLarge, "the body is larger than %d bytes", limit))
+				return
+			case errors.As(err, &netErr) && netErr.Timeout():
+				w.Header().Set("Connection", "close")
+				writeStatusError(w, r, logger, http.StatusRequestTimeout, "request_timeout",
+					fmt.Sprintf("the request body did not arrive within %s", timeout))
+				return
+			case err != nil:
+				writeError(w, r, logger, domain.Wrap(domain.KindInvalid, err, "the request body could not be read"))
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
 			next.ServeHTTP(w, r)
 		})
 	}
@@ -155,61 +228,13 @@ func deadline(d time.Duration) func(http.Handler) http.Handler {
 	}
 }
 
-// clientLimiter is a token bucket per client address, forgetting idle clients.
-type clientLimiter struct {
-	mu      sync.Mutex
-	rps     rate.Limit
-	burst   int
-	clients map[string]*clientEntry
-	swept   time.Time
-}
-
-type clientEntry struct {
-	limiter  *rate.Limiter
-	lastSeen time.Time
-}
-
-const clientIdleAfter = 3 * time.Minute
-
-func newClientLimiter(rps float64, burst int) *clientLimiter {
-	return &clientLimiter{rps: rate.Limit(rps), burst: burst, clients: map[string]*clientEntry{}, swept: time.Now()}
-}
-
-// reserve takes a token for client, or says how long until one is free.
-func (l *clientLimiter) reserve(client string, now time.Time) (ok bool, retryAfter time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.swept) > clientIdleAfter {
-		for k, e := range l.clients {
-			if now.Sub(e.lastSeen) > clientIdleAfter {
-				delete(l.clients, k)
-			}
-		}
-		l.swept = now
-	}
-	e, found := l.clients[client]
-	if !found {
-		e = &clientEntry{limiter: rate.NewLimiter(l.rps, l.burst)}
-		l.clients[client] = e
-	}
-	e.lastSeen = now
-	res := e.limiter.ReserveN(now, 1)
-	if delay := res.DelayFrom(now); delay > 0 {
-		res.CancelAt(now)
-		return false, delay
-	}
-	return true, 0
-}
-
-// rateLimit answers 429 with Retry-After when a client is over its rate.
-func rateLimit(logger *slog.Logger, l *clientLimiter) func(http.Handler) http.Handler {
+// rateLimit answers 429 with Retry-After when a client is over its rate. It runs after
+// authenticate: a client is its subject when authenticated, else its address.
+func rateLimit(logger *slog.Logger, l *ratelimit.Limiter) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			client, _, err := net.SplitHostPort(r.RemoteAddr)
-			if err != nil {
-				client = r.RemoteAddr
-			}
-			if ok, wait := l.reserve(client, time.Now()); !ok {
+			key := ratelimit.Key(domain.PrincipalFromContext(r.Context()), clientIP(r.Context()))
+			if ok, wait := l.Reserve(key, time.Now()); !ok {
 				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 				writeError(w, r, logger, domain.Errorf(domain.KindRateLimited, "too many requests: slow down"))
 				return

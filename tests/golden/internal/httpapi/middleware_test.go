@@ -62,21 +62,3 @@ func TestEveryKindHasAStatus(t *testing.T) {
 		t.Fatalf("conflict answered %d", rec.Code)
 	}
 }
-
-func TestClientLimiterForgetsIdleClients(t *testing.T) {
-	l := newClientLimiter(1, 1)
-	now := time.Now()
-	if ok, _ := l.reserve("a", now); !ok {
-		t.Fatal("first request refused")
-	}
-	if ok, wait := l.reserve("a", now); ok || wait <= 0 {
-		t.Fatalf("second request at once: ok=%v wait=%v", ok, wait)
-	}
-	later := now.Add(clientIdleAfter + time.Second)
-	if ok, _ := l.reserve("b", later); !ok {
-		t.Fatal("other client refused")
-	}
-	if _, found := l.clients["a"]; found {
-		t.Fatal("idle client was not forgotten")
-	}
-}

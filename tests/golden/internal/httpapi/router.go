@@ -11,7 +11,7 @@ import (
 func newRouter(logger *slog.Logger, eps []endpoint) http.Handler {
 	r := chi.NewRouter()
 	r.NotFound(notFound(logger))
-	r.MethodNotAllowed(methodNotAllowed(logger))
+	r.MethodNotAllowed(methodNotAllowed(logger, eps))
 	for _, e := range eps {
 		r.Method(e.method, e.pattern, routed(e.pattern, e.handler))
 	}

@@ -6,21 +6,30 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 
+	"github.com/rs/cors"
+
+	"github.com/example/my-service/internal/auth"
 	"github.com/example/my-service/internal/config"
 	"github.com/example/my-service/internal/health"
+	"github.com/example/my-service/internal/ratelimit"
 	"github.com/example/my-service/internal/service"
 	"github.com/example/my-service/internal/telemetry"
 )
 
 // Deps are what the HTTP API needs.
 type Deps struct {
-	Logger    *slog.Logger
-	HTTP      config.HTTP
-	RateLimit config.RateLimit
-	Auth      config.Auth
-	Health    *health.State
-	Metrics   *telemetry.Metrics
+	Logger  *slog.Logger
+	HTTP    config.HTTP
+	CORS    config.CORS
+	Auth    *auth.Policy
+	Limiter *ratelimit.Limiter // shared with gRPC when both serve: one budget per client
+	Proxies ratelimit.Proxies
+	Audit   *telemetry.Audit
+	Health  *health.State
+	Metrics *telemetry.Metrics
 
 	Items *service.Items
 }
@@ -34,11 +43,31 @@ type endpoint struct {
 
 // NewServer returns the HTTP handler of the API, middleware included.
 func NewServer(d Deps) http.Handler {
+	h := newRouter(d.Logger, endpoints(d))
+	if len(d.CORS.AllowedOrigins) > 0 {
+		h = corsPolicy(d.CORS).Handler(h)
+	}
 	return chain(
 		requestID,
+		securityHeaders,
+		withClientIP(d.Proxies),
 		observe(d.Logger, d.Metrics),
 		recoverer(d.Logger),
-	)(newRouter(d.Logger, endpoints(d)))
+	)(h)
+}
+
+// corsPolicy lets browsers on the allowed origins call the API (rs/cors answers the
+// preflights). Off unless CORS_ALLOWED_ORIGINS is set; config refuses "*" with
+// credentials.
+func corsPolicy(c config.CORS) *cors.Cors {
+	return cors.New(cors.Options{
+		AllowedOrigins:   c.AllowedOrigins,
+		AllowedMethods:   []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete},
+		AllowedHeaders:   []string{"Authorization", "Content-Type", "If-Match", "Idempotency-Key", requestIDHeader},
+		ExposedHeaders:   []string{"ETag", "Location", "Retry-After", "Idempotent-Replayed", requestIDHeader},
+		AllowCredentials: c.AllowCredentials,
+		MaxAge:           600,
+	})
 }
 
 // chain composes middleware; the first one is the outermost.
@@ -51,15 +80,33 @@ func chain(mws ...func(http.Handler) http.Handler) func(http.Handler) http.Handl
 	}
 }
 
-// notFound and methodNotAllowed answer requests no endpoint matched.
+// notFound answers requests no endpoint matched.
 func notFound(logger *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		writeStatusError(w, r, logger, http.StatusNotFound, "not_found", "no route for "+r.URL.Path)
 	}
 }
 
-func methodNotAllowed(logger *slog.Logger) http.HandlerFunc {
+// methodNotAllowed answers 405 with the Allow header (RFC 9110) listing the methods the
+// endpoint table has for the path, whatever the router.
+func methodNotAllowed(logger *slog.Logger, eps []endpoint) http.HandlerFunc {
+	// A ServeMux of the method-less patterns finds which pattern a path matches.
+	patterns := http.NewServeMux()
+	allowed := map[string][]string{}
+	for _, e := range eps {
+		if _, seen := allowed[e.pattern]; !seen {
+			patterns.Handle(e.pattern, http.NotFoundHandler())
+		}
+		allowed[e.pattern] = append(allowed[e.pattern], e.method)
+	}
+	for p, methods := range allowed {
+		slices.Sort(methods)
+		allowed[p] = methods
+	}
 	return func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := patterns.Handler(r); allowed[pattern] != nil {
+			w.Header().Set("Allow", strings.Join(allowed[pattern], ", "))
+		}
 		writeStatusError(w, r, logger, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path)
 	}
 }

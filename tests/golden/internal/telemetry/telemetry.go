@@ -103,3 +103,40 @@ func (m *Metrics) RegisterPoolStats(dbType string, stats func() sql.DBStats) {
 		counter("db_pool_wait_seconds_total", "Time spent waiting for connections.", func(s sql.DBStats) float64 { return s.WaitDuration.Seconds() }),
 	)
 }
+
+// Audit writes one structured record per security-relevant event (every write, every
+// refused authentication or authorization) to its own stream, apart from the application
+// log, for the audit trail. Records name who, what, which resource, the outcome and the
+// request ID; never tokens, secrets or request bodies.
+type Audit struct{ logger *slog.Logger }
+
+// NewAudit returns an audit trail writing JSON lines to w.
+func NewAudit(w io.Writer) *Audit {
+	return &Audit{logger: slog.New(slog.NewJSONHandler(w, nil))}
+}
+
+// AuditEvent is one audit record.
+type AuditEvent struct {
+	Subject   string // the authenticated subject, or "anonymous"
+	Action    string // e.g. "items.create"
+	Resource  string // e.g. "items/<id>", empty when none was reached
+	Outcome   string // "success", "denied" (authentication or authorization refused) or "failure"
+	Status    string // the HTTP status or gRPC code answered
+	Transport string // "http" or "grpc"
+	ClientIP  string
+}
+
+// Record writes e with the request ID of ctx.
+func (a *Audit) Record(ctx context.Context, e AuditEvent) {
+	a.logger.LogAttrs(ctx, slog.LevelInfo, "audit",
+		slog.String("log", "audit"),
+		slog.String("subject", e.Subject),
+		slog.String("action", e.Action),
+		slog.String("resource", e.Resource),
+		slog.String("outcome", e.Outcome),
+		slog.String("status", e.Status),
+		slog.String("transport", e.Transport),
+		slog.String("client_ip", e.ClientIP),
+		slog.String("request_id", RequestID(ctx)),
+	)
+}
