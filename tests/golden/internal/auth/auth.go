@@ -66,9 +66,11 @@ func New(ctx context.Context, cfg config.Auth, logger *slog.Logger) (*Policy, er
 			HTTPTimeout:       2 * time.Second,
 			RefreshInterval:   cfg.JWKSRefresh,
 			RefreshUnknownKID: rate.NewLimiter(rate.Every(10*time.Second), 1),
-			// Never make a request wait for the limiter: tokens naming made-up keys must not
-			// hold requests (the library's default waits up to a minute).
-			RateLimitWaitMax: time.Millisecond,
+			// This bounds the limiter wait and the refresh together. Shorter than the refresh
+			// interval, so a request never waits for the limiter (it fails at once when no
+			// refresh is due: tokens naming made-up keys cannot hold requests), and a due
+			// refresh gets the fetch timeout. The library's default waits up to a minute.
+			RateLimitWaitMax: 2 * time.Second,
 			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
 				return func(ctx context.Context, err error) {
 					logger.ErrorContext(ctx, "refreshing the JWKS failed", "url", u, "err", err.Error())
