@@ -85,7 +85,7 @@ def test_an_unknown_flag_is_an_error():
 GRPC = {"api/proto/my_service/v1/item.proto", "buf.gen.yaml", "buf.yaml", "internal/grpcapi/auth.go", "internal/grpcapi/errors.go",
         "internal/grpcapi/grpcapi_test.go", "internal/grpcapi/guard_test.go", "internal/grpcapi/item.go", "internal/grpcapi/server.go"}
 REST = {f"internal/httpapi/{f}.go" for f in ("auth", "errors", "handler", "item", "item_test", "json", "middleware",
-                                                 "middleware_test", "router", "routes", "security_test", "server")}
+                                                 "middleware_test", "router", "routes", "security_test", "server", "fuzz_test")}
 def sqlc_files(*dialects: str) -> set[str]:
     out = set()
     for d in dialects:
