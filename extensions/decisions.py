@@ -188,6 +188,10 @@ def timeouts(p99_ms: int, std: Standards, http: bool = True) -> Decision:
     s = std["sizing"]
     raw = p99_ms * s["request_timeout_p99_multiple"]
     request = int(_clamp(raw, s["request_timeout_min_ms"], s["request_timeout_max_ms"]))
+    # A call to another service runs inside a request, so it gets a share of its deadline,
+    # split over the tries of an idempotent call.
+    outbound = int(request * s["outbound_timeout_share"])
+    attempts = s["outbound_retry_attempts"]
     budget = {
         "request_ms": request,
         "read_header_ms": s["read_header_timeout_ms"],
@@ -197,6 +201,8 @@ def timeouts(p99_ms: int, std: Standards, http: bool = True) -> Decision:
         "shutdown_ms": s["shutdown_timeout_ms"],
         "drain_delay_ms": s["drain_delay_ms"],
         "db_statement_ms": request,
+        "outbound_ms": outbound,
+        "outbound_attempt_ms": max(1, outbound // attempts),
     }
     clamp_note = "" if request == raw else (
         f", clamped to [{s['request_timeout_min_ms']}, {s['request_timeout_max_ms']}] ms"
@@ -206,7 +212,9 @@ def timeouts(p99_ms: int, std: Standards, http: bool = True) -> Decision:
         f"Request deadline = p99 {p99_ms} ms x {s['request_timeout_p99_multiple']} = "
         f"{raw} ms{clamp_note}; "
         + (f"read/write timeouts add {s['io_allowance_ms']} ms for I/O; " if http else "")
-        + "database statements share the request deadline.",
+        + "database statements share the request deadline; "
+        f"a call to another service may take {s['outbound_timeout_share']:.0%} of it, {outbound} ms, "
+        f"{max(1, outbound // attempts)} ms per try over at most {attempts} tries.",
     )
 
 

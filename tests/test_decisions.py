@@ -140,6 +140,10 @@ def test_timeouts_derive_from_p99():
     assert "read/write" not in d.timeouts(50, STD, http=False).reason
     assert d.timeouts(60_000, STD).choice["request_ms"] == s["request_timeout_max_ms"]
     assert t["shutdown_ms"] < 30_000  # inside Kubernetes' default grace period
+    # A call to another service gets a share of the request deadline, split over its tries.
+    assert t["outbound_ms"] == int(t["request_ms"] * s["outbound_timeout_share"]) < t["request_ms"]
+    assert t["outbound_attempt_ms"] == t["outbound_ms"] // s["outbound_retry_attempts"]
+    assert f"{t['outbound_ms']} ms" in d.timeouts(mid_p99, STD).reason
 
 
 def test_rate_limit():

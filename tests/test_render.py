@@ -344,6 +344,8 @@ def test_databases_compiled_in(tmp_path, databases, dirs, absent, modules):
 
 
 def test_runtime_policy_numbers_come_from_the_standards(default):
+    from extensions import decisions
+
     s = STANDARDS["sizing"]
     app = (default / "internal/app/app.go").read_text()
     assert f"health.New(db, {go_duration(s['readiness_ping_timeout_ms'])})" in app
@@ -365,6 +367,20 @@ def test_runtime_policy_numbers_come_from_the_standards(default):
     assert "health.New(db, time.Second)" in app and "jwt.WithLeeway(30 * time.Second)" in auth
     config = (default / "internal/config/config.go").read_text()
     assert 'env:"HTTP_IDLE_TIMEOUT" envDefault:"1m"' in config
+    # Calls to other services: the deadlines from the timeout budget, the rest from the standards.
+    budget = decisions.timeouts(50, STANDARDS).choice
+    for var, value in {
+        "OUTBOUND_TIMEOUT": env_duration(budget["outbound_ms"]),
+        "OUTBOUND_ATTEMPT_TIMEOUT": env_duration(budget["outbound_attempt_ms"]),
+        "OUTBOUND_RETRY_ATTEMPTS": s["outbound_retry_attempts"],
+        "OUTBOUND_RETRY_BASE": env_duration(s["outbound_retry_base_ms"]),
+        "OUTBOUND_RETRY_CAP": env_duration(s["outbound_retry_cap_ms"]),
+        "OUTBOUND_RETRY_AFTER_CAP": env_duration(s["outbound_retry_after_cap_ms"]),
+        "OUTBOUND_BREAKER_FAILURES": s["outbound_breaker_failures"],
+        "OUTBOUND_BREAKER_OPEN": env_duration(s["outbound_breaker_open_ms"]),
+        "OUTBOUND_MAX_IN_FLIGHT": s["outbound_max_in_flight"],
+    }.items():
+        assert f'env:"{var}" envDefault:"{value}"' in config, var
     for text in (app, healthcheck, auth, middleware, config):
         assert not re.search(r"\d000\s*\*\s*time\.Millisecond|\d000ms", text)
 

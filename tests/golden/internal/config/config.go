@@ -34,6 +34,7 @@ type Config struct {
 	// AuditLog is where audit records go, apart from the application log: "stderr"
 	// (the default; the application log is stdout), "stdout", or a file path (appended).
 	AuditLog string `env:"AUDIT_LOG" envDefault:"stderr"`
+	Outbound Outbound
 }
 
 // Database settings. The pool size comes from Little's law on the peak load.
@@ -98,6 +99,22 @@ func (a Auth) Enabled() bool { return a.JWTSecret != "" || a.JWKSURL != "" }
 type CORS struct {
 	AllowedOrigins   []string `env:"CORS_ALLOWED_ORIGINS" envSeparator:","`
 	AllowCredentials bool     `env:"CORS_ALLOW_CREDENTIALS" envDefault:"false"`
+}
+
+// Outbound is the default policy for calls to other services. It has the fields of
+// outbound.Options, so a dependency's client is outbound.New(name,
+// outbound.Options(cfg.Outbound), metrics). The deadlines are shares of the request
+// deadline (docs/adr/0001-architecture.md).
+type Outbound struct {
+	Timeout         time.Duration `env:"OUTBOUND_TIMEOUT" envDefault:"200ms"`
+	AttemptTimeout  time.Duration `env:"OUTBOUND_ATTEMPT_TIMEOUT" envDefault:"66ms"`
+	RetryAttempts   int           `env:"OUTBOUND_RETRY_ATTEMPTS" envDefault:"3"`
+	RetryBase       time.Duration `env:"OUTBOUND_RETRY_BASE" envDefault:"20ms"`
+	RetryCap        time.Duration `env:"OUTBOUND_RETRY_CAP" envDefault:"1s"`
+	RetryAfterCap   time.Duration `env:"OUTBOUND_RETRY_AFTER_CAP" envDefault:"5s"`
+	BreakerFailures uint32        `env:"OUTBOUND_BREAKER_FAILURES" envDefault:"5"`
+	BreakerOpen     time.Duration `env:"OUTBOUND_BREAKER_OPEN" envDefault:"10s"`
+	MaxInFlight     int           `env:"OUTBOUND_MAX_IN_FLIGHT" envDefault:"64"`
 }
 
 // Load parses the environment given by getenv and checks the result.
@@ -169,12 +186,20 @@ func (c Config) Validate() error {
 		"HTTP_READ_TIMEOUT": c.HTTP.ReadTimeout, "HTTP_WRITE_TIMEOUT": c.HTTP.WriteTimeout,
 		"HTTP_IDLE_TIMEOUT": c.HTTP.IdleTimeout, "SHUTDOWN_TIMEOUT": c.HTTP.ShutdownTimeout,
 		"DB_STATEMENT_TIMEOUT": c.DB.StatementTimeout, "DB_CONN_MAX_LIFETIME": c.DB.ConnMaxLifetime,
+		"OUTBOUND_TIMEOUT": c.Outbound.Timeout, "OUTBOUND_ATTEMPT_TIMEOUT": c.Outbound.AttemptTimeout,
+		"OUTBOUND_BREAKER_OPEN": c.Outbound.BreakerOpen,
 	} {
 		check(d > 0, "%s must be a positive duration", name)
 	}
 	check(c.HTTP.DrainDelay >= 0, "SHUTDOWN_DRAIN_DELAY must not be negative")
 	check(c.HTTP.MaxBodyBytes >= 1, "HTTP_MAX_BODY_BYTES must be at least 1")
 	check(c.HTTP.MaxPageSize >= 1, "PAGE_SIZE_MAX must be at least 1")
+	check(c.Outbound.AttemptTimeout <= c.Outbound.Timeout, "OUTBOUND_ATTEMPT_TIMEOUT must not exceed OUTBOUND_TIMEOUT")
+	check(c.Outbound.RetryAttempts >= 1, "OUTBOUND_RETRY_ATTEMPTS must be at least 1")
+	check(c.Outbound.RetryBase >= 0 && c.Outbound.RetryBase <= c.Outbound.RetryCap, "OUTBOUND_RETRY_BASE must be from 0 to OUTBOUND_RETRY_CAP")
+	check(c.Outbound.RetryAfterCap >= 0, "OUTBOUND_RETRY_AFTER_CAP must not be negative")
+	check(c.Outbound.BreakerFailures >= 1, "OUTBOUND_BREAKER_FAILURES must be at least 1")
+	check(c.Outbound.MaxInFlight >= 1, "OUTBOUND_MAX_IN_FLIGHT must be at least 1")
 	check(c.HTTP.DefaultPageSize >= 1 && c.HTTP.DefaultPageSize <= c.HTTP.MaxPageSize, "PAGE_SIZE_DEFAULT must be from 1 to PAGE_SIZE_MAX")
 	check(c.HTTP.BodyReadTimeout > 0, "HTTP_BODY_READ_TIMEOUT must be a positive duration")
 	check(c.RateLimit.RPS > 0, "RATE_LIMIT_RPS must be positive")

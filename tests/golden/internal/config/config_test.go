@@ -23,6 +23,9 @@ func TestLoadDefaults(t *testing.T) {
 	if cfg.HTTP.RequestTimeout != 250*time.Millisecond {
 		t.Fatalf("request timeout: %v", cfg.HTTP.RequestTimeout)
 	}
+	if cfg.Outbound.Timeout != 200*time.Millisecond || cfg.Outbound.AttemptTimeout != 66*time.Millisecond {
+		t.Fatalf("outbound timeouts: %+v", cfg.Outbound)
+	}
 	if cfg.MetricsAddr != ":9090" {
 		t.Fatalf("metrics address: %s", cfg.MetricsAddr)
 	}
@@ -39,6 +42,7 @@ func TestLoadRejectsBadValues(t *testing.T) {
 		"no database url": {map[string]string{}, "DATABASE_URL is required"},
 		"bad duration":    {map[string]string{"DATABASE_URL": "x", "REQUEST_TIMEOUT": "soon"}, "REQUEST_TIMEOUT"},
 		"zero pool":       {map[string]string{"DATABASE_URL": "x", "DB_MAX_CONNS": "0"}, "DB_MAX_CONNS must be at least 1"},
+		"outbound budget": {map[string]string{"DATABASE_URL": "x", "OUTBOUND_ATTEMPT_TIMEOUT": "1h"}, "OUTBOUND_ATTEMPT_TIMEOUT must not exceed OUTBOUND_TIMEOUT"},
 		"short secret":    {map[string]string{"DATABASE_URL": "x", "JWT_SECRET": "short"}, "JWT_SECRET must be at least 32 bytes"},
 	} {
 		t.Run(name, func(t *testing.T) {
