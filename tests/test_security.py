@@ -48,6 +48,14 @@ def test_production_refuses_to_start_without_authentication(binaries, variant, t
                                               DATABASE_URL=f"file:{tmp_path}/y.db", GRPC_ADDR="127.0.0.1:0"))
     try:
         svc.wait_listening().wait_ready()
+        if variant == "grpc":  # reflection is off outside development unless asked for
+            import grpc
+            from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+            with grpc.insecure_channel(svc.grpc) as channel:
+                with pytest.raises(grpc.RpcError) as err:
+                    list(ProtoReflectionDescriptorDatabase(channel).get_services())
+                assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         assert svc.stop() == 0
 
@@ -118,7 +126,7 @@ def test_grpc_interceptors_authenticate_limit_and_audit(binaries, tmp_path):
 
     audit = tmp_path / "audit.log"
     svc = start(binaries["grpc"], tmp_path, APP_ENV="production", JWT_SECRET=jwt.SECRET, GRPC_ADDR="127.0.0.1:0",
-                AUDIT_LOG=str(audit), RATE_LIMIT_RPS="1", RATE_LIMIT_BURST="3")
+                GRPC_REFLECTION="true", AUDIT_LOG=str(audit), RATE_LIMIT_RPS="1", RATE_LIMIT_BURST="3")
     client = GRPCClient(svc.grpc, "item")
     try:
         def code(method, token=None, **fields):

@@ -223,9 +223,7 @@ func (c Config) Validate() error {
 		"CORS_ALLOW_CREDENTIALS cannot be used with CORS_ALLOWED_ORIGINS=*: list the origins")
 	check(strings.TrimSpace(c.AuditLog) != "", "AUDIT_LOG must be stderr, stdout or a file path")
 	return errors.Join(errs...)
-}
-
-// CheckServing reports what must hold before the service answers callers, beyond
+} // CheckServing reports what must hold before the service answers callers, beyond
 // Validate (which also guards the migrate command and -healthcheck): outside development,
 // authentication fails closed.
 func (c Config) CheckServing() error {
