@@ -198,7 +198,9 @@ def exercise_grpc(addr: str, resource: str = "item") -> None:
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    return {"HTTP_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", **extra}
+    # No drain delay: nothing balances load in front of these tests (tests/test_edge.py
+    # tests the drain).
+    return {"HTTP_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", "SHUTDOWN_DRAIN_DELAY": "0s", **extra}
 
 
 def exercise(api: str, resource: str = "item") -> None:

@@ -22,6 +22,7 @@ type Config struct {
 
 	DB        Database
 	HTTP      HTTP
+	TLS       TLS
 	RateLimit RateLimit
 	Auth      Auth
 }
@@ -50,7 +51,7 @@ type HTTP struct {
 	WriteTimeout      time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"1.25s"`
 	IdleTimeout       time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"1m"`
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
-	DrainDelay        time.Duration `env:"SHUTDOWN_DRAIN_DELAY" envDefault:"0s"`
+	DrainDelay        time.Duration `env:"SHUTDOWN_DRAIN_DELAY" envDefault:"5s"`
 	MaxBodyBytes      int64         `env:"HTTP_MAX_BODY_BYTES" envDefault:"1048576"`
 	DefaultPageSize   int           `env:"PAGE_SIZE_DEFAULT" envDefault:"20"`
 	MaxPageSize       int           `env:"PAGE_SIZE_MAX" envDefault:"100"`
@@ -68,6 +69,17 @@ type Auth struct {
 	JWTIssuer   string `env:"JWT_ISSUER"`
 	JWTAudience string `env:"JWT_AUDIENCE"`
 }
+
+// TLS names the certificate and key the service serves HTTPS with. Both or
+// neither: without them the service speaks plaintext, for an ingress or mesh that
+// terminates TLS in front of it. The files are re-read when they change (no restart).
+type TLS struct {
+	CertFile string `env:"TLS_CERT_FILE"`
+	KeyFile  string `env:"TLS_KEY_FILE"`
+}
+
+// Enabled reports whether the service terminates TLS itself.
+func (t TLS) Enabled() bool { return t.CertFile != "" && t.KeyFile != "" }
 
 // Load parses the environment given by getenv and checks the result.
 func Load(getenv func(string) string) (Config, error) {
@@ -142,6 +154,7 @@ func (c Config) Validate() error {
 		check(d > 0, "%s must be a positive duration", name)
 	}
 	check(c.HTTP.DrainDelay >= 0, "SHUTDOWN_DRAIN_DELAY must not be negative")
+	check((c.TLS.CertFile == "") == (c.TLS.KeyFile == ""), "TLS_CERT_FILE and TLS_KEY_FILE must be set together (or neither, for plaintext behind a TLS-terminating ingress)")
 	check(c.HTTP.MaxBodyBytes >= 1, "HTTP_MAX_BODY_BYTES must be at least 1")
 	check(c.HTTP.MaxPageSize >= 1, "PAGE_SIZE_MAX must be at least 1")
 	check(c.HTTP.DefaultPageSize >= 1 && c.HTTP.DefaultPageSize <= c.HTTP.MaxPageSize, "PAGE_SIZE_DEFAULT must be from 1 to PAGE_SIZE_MAX")
@@ -159,6 +172,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("metrics_addr", c.MetricsAddr),
 		slog.String("db_type", c.DB.Type),
 		slog.Int("db_max_conns", int(c.DB.MaxConns)),
+		slog.Bool("tls", c.TLS.Enabled()),
 		slog.Duration("request_timeout", c.HTTP.RequestTimeout),
 		slog.Float64("rate_limit_rps", c.RateLimit.RPS),
 		slog.Bool("auth", c.Auth.JWTSecret != ""),
