@@ -186,6 +186,13 @@ def timeouts(p99_ms: int, std: Standards, http: bool = True) -> Decision:
     """Per-request deadline and HTTP server timeouts derived from the p99 target. Without
     an HTTP API (http=False) the reason leaves out the read/write timeouts."""
     s = std["sizing"]
+    if s["drain_delay_ms"] + s["shutdown_timeout_ms"] >= s["termination_grace_ms"]:
+        # Kubernetes kills the process at the end of the grace period: a drain delay and a
+        # shutdown timeout that do not fit in it cut off in-flight requests.
+        raise ValueError(
+            f"standards: drain_delay_ms {s['drain_delay_ms']} + shutdown_timeout_ms {s['shutdown_timeout_ms']} "
+            f"must be below termination_grace_ms {s['termination_grace_ms']}"
+        )
     raw = p99_ms * s["request_timeout_p99_multiple"]
     request = int(_clamp(raw, s["request_timeout_min_ms"], s["request_timeout_max_ms"]))
     # A call to another service runs inside a request, so it gets a share of its deadline,

@@ -146,6 +146,22 @@ def test_timeouts_derive_from_p99():
     assert f"{t['outbound_ms']} ms" in d.timeouts(mid_p99, STD).reason
 
 
+def test_shutdown_drains_behind_a_load_balancer_within_the_grace_period():
+    """Readiness fails long enough for Kubernetes to take the endpoint out before the
+    listeners close, and drain + shutdown fit in the grace period; standards that do not
+    fit are refused."""
+    import copy
+
+    t = d.timeouts(50, STD).choice
+    assert t["drain_delay_ms"] >= 5000
+    assert t["drain_delay_ms"] < t["shutdown_ms"]
+    assert t["drain_delay_ms"] + t["shutdown_ms"] < STD["sizing"]["termination_grace_ms"] <= 30_000
+    tight = copy.deepcopy(STD)
+    tight["sizing"]["drain_delay_ms"] = tight["sizing"]["termination_grace_ms"] - tight["sizing"]["shutdown_timeout_ms"]
+    with pytest.raises(ValueError, match="must be below termination_grace_ms"):
+        d.timeouts(50, tight)
+
+
 def test_rate_limit():
     s = STD["sizing"]
     r = d.rate_limit(20_000, STD).choice

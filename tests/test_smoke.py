@@ -198,8 +198,10 @@ def exercise_grpc(addr: str, resource: str = "item") -> None:
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    # Development: authentication may be off (tests that need it set JWT_SECRET).
-    return {"APP_ENV": "development", "HTTP_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", **extra}
+    # Development: authentication may be off (tests that need it set JWT_SECRET). No drain
+    # delay: nothing balances load in front of these tests (tests/test_edge.py tests it).
+    return {"APP_ENV": "development", "HTTP_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0",
+            "SHUTDOWN_DRAIN_DELAY": "0s", **extra}
 
 
 def exercise(api: str, resource: str = "item") -> None:

@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/example/my-service/internal/auth"
@@ -64,7 +63,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	if *healthcheck {
-		return checkHealth(ctx, cfg.HTTPAddr)
+		return checkHealth(ctx, cfg.HTTPAddr, cfg.TLS)
 	}
 	logger := telemetry.NewLogger(stdout, cfg.LogLevel)
 	if command == "serve" {
@@ -132,6 +131,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, audit *t
 	}
 	limiter := ratelimit.New(cfg.RateLimit.RPS, cfg.RateLimit.Burst)
 
+	tlsConfig, reloadTLS, err := serverTLS(cfg.TLS, logger)
+	if err != nil {
+		return err
+	}
+
 	state := health.New(db, time.Second)
 	metrics := telemetry.NewMetrics()
 	metrics.RegisterPoolStats(cfg.DB.Type, db.Stats)
@@ -174,17 +178,20 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, audit *t
 		WriteTimeout:      cfg.HTTP.WriteTimeout,
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		TLSConfig:         tlsConfig,
 	}
-	metricsSrv := &http.Server{
-		Handler:           promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{Registry: metrics.Registry}),
-		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	// While draining, each response sends its keep-alive client to reconnect elsewhere.
+	api.Handler = closeWhileDraining(state, api.Handler)
+	metricsSrv := newMetricsServer(cfg.HTTP, metrics, logger)
 	logger.Info("listening", "http_addr", apiLn.Addr().String(), "metrics_addr", metricsLn.Addr().String())
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveHTTP(api, apiLn) })
 	g.Go(func() error { return serveHTTP(metricsSrv, metricsLn) })
+	g.Go(func() error {
+		reloadTLS(gctx)
+		return nil
+	})
 	g.Go(func() error {
 		migrateUntilDone(gctx, logger, cfg.DB.MigrateOnStart, db, state)
 		return nil
@@ -196,8 +203,16 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, audit *t
 	return g.Wait()
 }
 
+// serveHTTP serves until Shutdown: HTTPS when the server has a TLS configuration (its
+// GetCertificate supplies the certificate, so no file names here).
 func serveHTTP(srv *http.Server, ln net.Listener) error {
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	var err error
+	if srv.TLSConfig != nil {
+		err = srv.ServeTLS(ln, "", "")
+	} else {
+		err = srv.Serve(ln)
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

@@ -45,7 +45,7 @@ func env(m map[string]string) func(string) string { return func(k string) string
 
 func sqliteEnv(t *testing.T) map[string]string {
 	return map[string]string{
-		"DB_TYPE": "sqlite", "DATABASE_URL": "file:" + filepath.Join(t.TempDir(), "e2e.db"),
+		"DB_TYPE": "sqlite", "DATABASE_URL": "file:" + filepath.Join(t.TempDir(), "e2e.db"), "SHUTDOWN_DRAIN_DELAY": "0s",
 		"HTTP_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", "LOG_LEVEL": "debug",
 		"APP_ENV": "development",
 	}

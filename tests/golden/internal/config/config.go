@@ -28,6 +28,7 @@ type Config struct {
 
 	DB        Database
 	HTTP      HTTP
+	TLS       TLS
 	RateLimit RateLimit
 	Auth      Auth
 	CORS      CORS
@@ -61,7 +62,7 @@ type HTTP struct {
 	WriteTimeout      time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"1.25s"`
 	IdleTimeout       time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"1m"`
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
-	DrainDelay        time.Duration `env:"SHUTDOWN_DRAIN_DELAY" envDefault:"0s"`
+	DrainDelay        time.Duration `env:"SHUTDOWN_DRAIN_DELAY" envDefault:"5s"`
 	MaxBodyBytes      int64         `env:"HTTP_MAX_BODY_BYTES" envDefault:"1048576"`
 	// BodyReadTimeout bounds reading a request body, before REQUEST_TIMEOUT starts: a slow
 	// client gets 408, and the request deadline only covers the service's own work.
@@ -116,6 +117,17 @@ type Outbound struct {
 	BreakerOpen     time.Duration `env:"OUTBOUND_BREAKER_OPEN" envDefault:"10s"`
 	MaxInFlight     int           `env:"OUTBOUND_MAX_IN_FLIGHT" envDefault:"64"`
 }
+
+// TLS names the certificate and key the service serves HTTPS with. Both or
+// neither: without them the service speaks plaintext, for an ingress or mesh that
+// terminates TLS in front of it. The files are re-read when they change (no restart).
+type TLS struct {
+	CertFile string `env:"TLS_CERT_FILE"`
+	KeyFile  string `env:"TLS_KEY_FILE"`
+}
+
+// Enabled reports whether the service terminates TLS itself.
+func (t TLS) Enabled() bool { return t.CertFile != "" && t.KeyFile != "" }
 
 // Load parses the environment given by getenv and checks the result.
 func Load(getenv func(string) string) (Config, error) {
@@ -192,6 +204,7 @@ func (c Config) Validate() error {
 		check(d > 0, "%s must be a positive duration", name)
 	}
 	check(c.HTTP.DrainDelay >= 0, "SHUTDOWN_DRAIN_DELAY must not be negative")
+	check((c.TLS.CertFile == "") == (c.TLS.KeyFile == ""), "TLS_CERT_FILE and TLS_KEY_FILE must be set together (or neither, for plaintext behind a TLS-terminating ingress)")
 	check(c.HTTP.MaxBodyBytes >= 1, "HTTP_MAX_BODY_BYTES must be at least 1")
 	check(c.HTTP.MaxPageSize >= 1, "PAGE_SIZE_MAX must be at least 1")
 	check(c.Outbound.AttemptTimeout <= c.Outbound.Timeout, "OUTBOUND_ATTEMPT_TIMEOUT must not exceed OUTBOUND_TIMEOUT")
@@ -254,6 +267,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("metrics_addr", c.MetricsAddr),
 		slog.String("db_type", c.DB.Type),
 		slog.Int("db_max_conns", int(c.DB.MaxConns)),
+		slog.Bool("tls", c.TLS.Enabled()),
 		slog.Duration("request_timeout", c.HTTP.RequestTimeout),
 		slog.Float64("rate_limit_rps", c.RateLimit.RPS),
 		slog.Bool("auth_hs256", c.Auth.JWTSecret != ""),

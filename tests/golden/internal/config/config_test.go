@@ -26,6 +26,11 @@ func TestLoadDefaults(t *testing.T) {
 	if cfg.Outbound.Timeout != 200*time.Millisecond || cfg.Outbound.AttemptTimeout != 66*time.Millisecond {
 		t.Fatalf("outbound timeouts: %+v", cfg.Outbound)
 	}
+	// Readiness fails this long before the listeners close, so a load balancer stops
+	// sending first.
+	if cfg.HTTP.DrainDelay != 5*time.Second || cfg.HTTP.DrainDelay <= 0 {
+		t.Fatalf("drain delay: %v", cfg.HTTP.DrainDelay)
+	}
 	if cfg.MetricsAddr != ":9090" {
 		t.Fatalf("metrics address: %s", cfg.MetricsAddr)
 	}
@@ -43,6 +48,8 @@ func TestLoadRejectsBadValues(t *testing.T) {
 		"bad duration":    {map[string]string{"DATABASE_URL": "x", "REQUEST_TIMEOUT": "soon"}, "REQUEST_TIMEOUT"},
 		"zero pool":       {map[string]string{"DATABASE_URL": "x", "DB_MAX_CONNS": "0"}, "DB_MAX_CONNS must be at least 1"},
 		"outbound budget": {map[string]string{"DATABASE_URL": "x", "OUTBOUND_ATTEMPT_TIMEOUT": "1h"}, "OUTBOUND_ATTEMPT_TIMEOUT must not exceed OUTBOUND_TIMEOUT"},
+		"tls cert alone":  {map[string]string{"DATABASE_URL": "x", "TLS_CERT_FILE": "tls.crt"}, "TLS_CERT_FILE and TLS_KEY_FILE must be set together"},
+		"tls key alone":   {map[string]string{"DATABASE_URL": "x", "TLS_KEY_FILE": "tls.key"}, "TLS_CERT_FILE and TLS_KEY_FILE must be set together"},
 		"short secret":    {map[string]string{"DATABASE_URL": "x", "JWT_SECRET": "short"}, "JWT_SECRET must be at least 32 bytes"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -65,5 +72,16 @@ func TestLogValueMasksSecrets(t *testing.T) {
 	}
 	if strings.Contains(cfg.LogValue().String(), secret) {
 		t.Fatal("a secret reached the log value")
+	}
+}
+
+func TestTLSIsOnWithACertificateAndKey(t *testing.T) {
+	cfg, err := config.Load(getenv(map[string]string{"DATABASE_URL": "x"}))
+	if err != nil || cfg.TLS.Enabled() {
+		t.Fatalf("TLS on without files: %v %v", cfg.TLS, err)
+	}
+	cfg, err = config.Load(getenv(map[string]string{"DATABASE_URL": "x", "TLS_CERT_FILE": "tls.crt", "TLS_KEY_FILE": "tls.key"}))
+	if err != nil || !cfg.TLS.Enabled() {
+		t.Fatalf("TLS off with both files: %v %v", cfg.TLS, err)
 	}
 }

@@ -37,6 +37,9 @@ func (s *State) StartDraining() {
 	s.draining.Store(true)
 }
 
+// Draining reports whether shutdown has begun.
+func (s *State) Draining() bool { return s.draining.Load() }
+
 // Check names the checks and their results; Ready is true when all passed.
 type Check struct {
 	Ready  bool              `json:"ready"`
