@@ -29,7 +29,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(string(body)))
+		r := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/", strings.NewReader(string(body)))
 		r.Header.Set("Content-Type", "application/json")
 		_, err := decode[domain.ItemInput](r)
 		if err != nil && domain.KindOf(err) != domain.KindInvalid && domain.KindOf(err) != domain.KindTooLarge {
