@@ -8,9 +8,10 @@ Copier runs this from the *new* template version, in the service's directory (co
           to a supported one), keeps a copy of docs/adr/computed.yml, and notes which
           team-owned files (team_owned.yml) exist;
   after   removes team-owned files the update brought back or added (Copier recreates
-          deleted `_skip_if_exists` files), compares the copy with the freshly rendered
-          computed.yml and appends what the new standard changed to
-          docs/adr/standards-updates.md (the team's file).
+          deleted `_skip_if_exists` files), moves team-owned code written for older versions
+          to today's APIs where the change is mechanical (upgrade_routes), compares the copy
+          with the freshly rendered computed.yml and appends what the new standard changed,
+          and what was rewritten, to docs/adr/standards-updates.md (the team's file).
 
 Only the standard library and PyYAML (a Copier dependency) are used.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +102,89 @@ def deleted_by_team(path: str, dirs_before: set[str] | None) -> bool:
     return str(Path(path).parent) in dirs_before
 
 
+ROUTES = Path("internal/httpapi/routes.go")
+
+# routes.go before template 0.4: one middleware chain for the API and requireScope for writes.
+OLD_GUARD = (
+    "\tapi := chain(\n"
+    "\t\tlimitBody(d.Logger, d.HTTP.MaxBodyBytes),\n"
+    "\t\trateLimit(d.Logger, newClientLimiter(d.RateLimit.RPS, d.RateLimit.Burst)),\n"
+    "\t\tdeadline(d.HTTP.RequestTimeout),\n"
+    "\t)\n"
+    "\twrite := requireScope(d.Logger, d.Auth, writeScope)\n"
+)
+NEW_GUARD = (
+    "\t// guard is what every API endpoint passes, in order: who is calling and may they\n"
+    "\t// (401/403, internal/auth), how often (429), the body (413/408), then the deadline\n"
+    "\t// for the work itself.\n"
+    "\tguard := func(action, scope string) func(http.Handler) http.Handler {\n"
+    "\t\treturn chain(\n"
+    "\t\t\tauthenticate(d, action, scope),\n"
+    "\t\t\trateLimit(d.Logger, d.Limiter),\n"
+    "\t\t\treadBody(d.Logger, d.HTTP.MaxBodyBytes, d.HTTP.BodyReadTimeout),\n"
+    "\t\t\tdeadline(d.HTTP.RequestTimeout),\n"
+    "\t\t)\n"
+    "\t}\n"
+    "\tread := func(action string, h http.Handler) http.Handler { return guard(action, auth.ReadScope)(h) }\n"
+    "\t// Writes also leave an audit record.\n"
+    "\twrite := func(action string, h http.Handler) http.Handler {\n"
+    "\t\treturn guard(action, auth.WriteScope)(audited(d, action, h))\n"
+    "\t}\n"
+)
+ENDPOINT = re.compile(r"^(\t+\{http\.Method(\w+), (.+?), )api\((.*)\)\},$")
+VERBS = {"Post": "create", "Put": "update", "Patch": "update", "Delete": "delete"}
+
+
+def endpoint_action(method: str, pattern: str) -> str:
+    """The audit name of an endpoint: its collection and what it does (items.get)."""
+    name = re.match(r"[A-Za-z_]\w*", pattern)
+    if name:
+        collection = name.group(0)
+    else:
+        segments = [p for p in pattern.strip('"').split("/") if p and not p.startswith("{")]
+        collection = segments[-1] if segments else "root"
+    verb = VERBS.get(method) or ("get" if "{" in pattern else "list")
+    return f"{collection}.{verb}"
+
+
+def upgrade_routes(module: str) -> str | None:
+    """Move a routes.go written before template 0.4 to the endpoint guard (authentication,
+    rate limit, body, deadline, audit of writes): the middleware block and every
+    api(...)/api(write(...)) endpoint. Returns a note, or None when there was nothing to do."""
+    if not ROUTES.is_file():
+        return None
+    text = ROUTES.read_text(encoding="utf-8")
+    if "newClientLimiter(" not in text and "requireScope(" not in text:
+        return None
+    if OLD_GUARD not in text:
+        return (f"`{ROUTES}` still uses the middleware of template 0.3 (limitBody, newClientLimiter, "
+                "requireScope) in a form the update cannot rewrite: replace that block as the CHANGELOG shows")
+    text = text.replace(OLD_GUARD, NEW_GUARD)
+    lines = []
+    for line in text.split("\n"):
+        m = ENDPOINT.match(line)
+        if m:
+            prefix, method, pattern, inner = m.groups()
+            if inner.startswith("write(") and inner.endswith(")"):
+                line = f'{prefix}write("{endpoint_action(method, pattern)}", {inner[len("write("):-1]})}},'
+            else:
+                line = f'{prefix}read("{endpoint_action(method, pattern)}", {inner})}},'
+        lines.append(line)
+    text = "\n".join(lines)
+    text = text.replace('import "net/http"\n', f'import (\n\t"net/http"\n\n\t"{module}/internal/auth"\n)\n', 1)
+    ROUTES.write_text(text, encoding="utf-8")
+    return (f"rewrote `{ROUTES}` for the endpoint guard: every API endpoint authenticates (reads too, "
+            "when AUTH_PROTECT_READS is set), and writes are audited; check the action names")
+
+
+def go_module() -> str:
+    gomod = Path("go.mod")
+    if not gomod.is_file():
+        return ""
+    first = gomod.read_text(encoding="utf-8").split("\n", 1)[0]
+    return first.removeprefix("module ").strip()
+
+
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": 1}} -> {"a.b": 1}."""
     if isinstance(data, dict) and data:
@@ -146,6 +231,9 @@ def after(answers_file: Path, version_from: str, version_to: str) -> None:
                 notes.append(f"left `{path}` out: the file is the team's and was not there before the update")
             else:
                 notes.append(f"added `{path}`: new with this update's answers (a package the service did not have); it is the team's from now on")
+    note = upgrade_routes(go_module())
+    if note:
+        notes.append(note)
     old_file = state / "computed-before.yml"
     old = yaml.safe_load(old_file.read_text(encoding="utf-8")) if old_file.is_file() else {}
     new = yaml.safe_load(COMPUTED.read_text(encoding="utf-8")) if COMPUTED.is_file() else {}

@@ -148,7 +148,7 @@ def team_edits(svc: Path) -> None:
     (svc / ".dockerignore").unlink()
     (svc / "internal/httpapi/item_test.go").unlink()
     # A local change in a file the template also changes (elsewhere in it).
-    sub(svc / "internal/httpapi/middleware.go", "clientIdleAfter = 3 * time.Minute", "clientIdleAfter = 5 * time.Minute")
+    sub(svc / "internal/httpapi/middleware.go", 'if id == "" || len(id) > 128 {', 'if id == "" || len(id) > 64 {')
     # Edits to team-owned files.
     sub(svc / "README.md", "## Run it", "## Run it (our notes)")
     sub(svc / "internal/httpapi/item.go", "type itemPage struct {", "// itemPage is one page of items (ours).\ntype itemPage struct {")
@@ -198,12 +198,15 @@ def test_update_keeps_edits_and_brings_the_standard(template_repo, tmp_path):
     assert f"Owner: {OWNER}." in (svc / "docs/adr/0001-architecture.md").read_text()
 
     # Every team edit survived.
-    assert "clientIdleAfter = 5 * time.Minute" in middleware
+    assert 'if id == "" || len(id) > 64 {' in middleware
     assert "APP_ENV=local" in (svc / "Makefile").read_text()
     assert not (svc / ".dockerignore").exists()
     assert not (svc / "internal/httpapi/item_test.go").exists()
     assert (svc / "internal/httpapi/ping.go").is_file()
-    assert 'handlePing(d.Logger)' in (svc / "internal/httpapi/routes.go").read_text()
+    routes = (svc / "internal/httpapi/routes.go").read_text()
+    assert 'handlePing(d.Logger)' in routes
+    # routes.go (the team's) moved to the endpoint guard by the update migration.
+    assert 'write("items.create", handleItemCreate(d.Logger, d.Items))' in routes and "newClientLimiter" not in routes
     assert "## Run it (our notes)" in (svc / "README.md").read_text()
     assert "(ours)" in (svc / "internal/httpapi/item.go").read_text()
 
@@ -213,6 +216,7 @@ def test_update_keeps_edits_and_brings_the_standard(template_repo, tmp_path):
     assert "answer `owner` is now `owning_team`" in log
     assert "| `modules.github.com/go-chi/chi/v5` | v5.4.0 | v5.5.0 |" in log
     assert "unconvert" in log
+    assert "rewrote `internal/httpapi/routes.go` for the endpoint guard" in log
 
     # And the service still builds, lints its format and passes its tests.
     assert run(["gofmt", "-l", "."], svc).stdout.strip() == ""

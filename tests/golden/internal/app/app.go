@@ -170,7 +170,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, audit *t
 
 	api := &http.Server{
 		Handler: httpapi.NewServer(httpapi.Deps{
-			Logger: logger, HTTP: cfg.HTTP, CORS: cfg.CORS, Auth: policy, Limiter: limiter, Proxies: proxies,
+			Logger: logger, HTTP: cfg.HTTP, CORS: cfg.CORS, Policy: policy, Limiter: limiter, Proxies: proxies,
 			Audit: audit, Health: state, Metrics: metrics, Items: items,
 		}),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,

@@ -16,7 +16,7 @@ import (
 func authenticate(d Deps, action, scope string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			p, err := d.Auth.Authorize(r.Header.Get("Authorization"), scope)
+			p, err := d.Policy.Authorize(r.Header.Get("Authorization"), scope)
 			if err != nil {
 				d.Audit.Record(r.Context(), telemetry.AuditEvent{
 					Subject: domain.Anonymous, Action: action, Outcome: "denied",

@@ -96,7 +96,7 @@ func FuzzAPI(f *testing.F) {
 	}
 	h := NewServer(Deps{
 		Logger: logger, HTTP: config.HTTP{RequestTimeout: 5 * time.Second, MaxBodyBytes: 4096, BodyReadTimeout: time.Second, DefaultPageSize: 2, MaxPageSize: 50},
-		Auth: policy, Limiter: ratelimit.New(1e9, 1e9), Audit: telemetry.NewAudit(io.Discard), Health: state, Metrics: telemetry.NewMetrics(),
+		Policy: policy, Limiter: ratelimit.New(1e9, 1e9), Audit: telemetry.NewAudit(io.Discard), Health: state, Metrics: telemetry.NewMetrics(),
 		Items: service.NewItems(db, service.Limits{DefaultPageSize: 2, MaxPageSize: 50}, nil),
 	})
 	f.Fuzz(func(t *testing.T, method, target, authorization, ifMatch, body string) {

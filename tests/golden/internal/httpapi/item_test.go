@@ -38,7 +38,7 @@ func newFixture(t *testing.T, tweak func(*httpapi.Deps)) *fixture {
 	d := httpapi.Deps{
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		HTTP:   config.HTTP{RequestTimeout: 5 * time.Second, MaxBodyBytes: 1024, BodyReadTimeout: time.Second},
-		Auth:   newPolicy(t, config.Auth{}), Limiter: ratelimit.New(1000, 1000),
+		Policy: newPolicy(t, config.Auth{}), Limiter: ratelimit.New(1000, 1000),
 		Audit:  telemetry.NewAudit(io.Discard),
 		Items:  service.NewItems(db, service.Limits{DefaultPageSize: 2, MaxPageSize: 50}, nil),
 		Health: state, Metrics: telemetry.NewMetrics(),
@@ -242,7 +242,7 @@ func TestReadiness(t *testing.T) {
 
 func TestWriteRoutesNeedAToken(t *testing.T) {
 	secret := strings.Repeat("k", 32)
-	f := newFixture(t, func(d *httpapi.Deps) { d.Auth = newPolicy(t, config.Auth{JWTSecret: secret, JWTIssuer: "issuer"}) })
+	f := newFixture(t, func(d *httpapi.Deps) { d.Policy = newPolicy(t, config.Auth{JWTSecret: secret, JWTIssuer: "issuer"}) })
 	sign := func(scope, issuer string, ttl time.Duration) string {
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 			"scope": scope, "iss": issuer, "sub": "tester", "exp": time.Now().Add(ttl).Unix(),

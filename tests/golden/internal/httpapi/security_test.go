@@ -1,10 +1,11 @@
-package httpapi_test
+package httpapi
 
 import (
 	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,12 +17,78 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/example/my-service/internal/config"
-	"github.com/example/my-service/internal/httpapi"
+	"github.com/example/my-service/internal/health"
 	"github.com/example/my-service/internal/ratelimit"
+	"github.com/example/my-service/internal/service"
+	"github.com/example/my-service/internal/store/storetest"
 	"github.com/example/my-service/internal/telemetry"
 )
 
+// These tests are the template's (the example resource's tests in item_test.go are
+// the team's), so they bring their own small fixture.
+
+const base = "/api/v1/items"
+
 var testSecret = strings.Repeat("k", 32)
+
+type testServer struct {
+	t *testing.T
+	h http.Handler
+}
+
+// newTestServer serves the API on SQLite; tweak adjusts the dependencies. Policy, Limiter
+// and Audit are left for NewServer to build from the settings.
+func newTestServer(t *testing.T, tweak func(*Deps)) *testServer {
+	t.Helper()
+	db := storetest.OpenSQLite(t)
+	state := health.New(db, time.Second)
+	state.MarkMigrated()
+	d := Deps{
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		HTTP:   config.HTTP{RequestTimeout: 5 * time.Second, MaxBodyBytes: 1024, BodyReadTimeout: time.Second},
+		Items:  service.NewItems(db, service.Limits{DefaultPageSize: 2, MaxPageSize: 50}, nil),
+		Health: state, Metrics: telemetry.NewMetrics(),
+	}
+	if tweak != nil {
+		tweak(&d)
+	}
+	return &testServer{t: t, h: NewServer(d)}
+}
+
+type testResponse struct {
+	*httptest.ResponseRecorder
+	body map[string]any
+}
+
+func (s *testServer) do(method, path, body string, headers ...string) testResponse {
+	s.t.Helper()
+	req := httptest.NewRequestWithContext(s.t.Context(), method, path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	rec := httptest.NewRecorder()
+	s.h.ServeHTTP(rec, req)
+	res := testResponse{ResponseRecorder: rec}
+	if rec.Body.Len() > 0 {
+		if err := json.Unmarshal(rec.Body.Bytes(), &res.body); err != nil {
+			s.t.Fatalf("%s %s: body is not JSON: %q", method, path, rec.Body.String())
+		}
+	}
+	return res
+}
+
+func (r testResponse) wantError(t *testing.T, status int, code string) {
+	t.Helper()
+	if r.Code != status {
+		t.Fatalf("status %d, want %d: %s", r.Code, status, r.Body.String())
+	}
+	if e, ok := r.body["error"].(map[string]any); !ok || e["code"] != code || e["request_id"] == "" {
+		t.Fatalf("error body %s, want code %q and a request_id", r.Body.String(), code)
+	}
+}
 
 func token(t *testing.T, sub, scope string) string {
 	t.Helper()
@@ -35,8 +102,8 @@ func token(t *testing.T, sub, scope string) string {
 }
 
 func TestEveryResponseCarriesTheHardeningHeaders(t *testing.T) {
-	f := newFixture(t, nil)
-	for _, res := range []response{f.do("GET", "/livez", ""), f.do("GET", base+"/nope", ""), f.do("GET", "/nowhere", "")} {
+	f := newTestServer(t, nil)
+	for _, res := range []testResponse{f.do("GET", "/livez", ""), f.do("GET", base+"/nope", ""), f.do("GET", "/nowhere", "")} {
 		for header, want := range map[string]string{
 			"X-Content-Type-Options":  "nosniff",
 			"Cache-Control":           "no-store",
@@ -67,7 +134,7 @@ func TestEveryResponseCarriesTheHardeningHeaders(t *testing.T) {
 }
 
 func TestMethodNotAllowedListsTheAllowedMethods(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newTestServer(t, nil)
 	for path, want := range map[string]string{
 		base: "GET, POST", base + "/0190a0e4-0000-7000-8000-000000000000": "DELETE, GET, PUT", "/livez": "GET",
 	} {
@@ -81,12 +148,12 @@ func TestMethodNotAllowedListsTheAllowedMethods(t *testing.T) {
 
 func TestCORS(t *testing.T) {
 	// Off by default: no CORS headers, a preflight is just a 405.
-	f := newFixture(t, nil)
+	f := newTestServer(t, nil)
 	res := f.do("OPTIONS", base, "", "Origin", "https://app.example.com", "Access-Control-Request-Method", "POST")
 	if res.Header().Get("Access-Control-Allow-Origin") != "" || res.Code != http.StatusMethodNotAllowed {
 		t.Fatalf("CORS off: %d %v", res.Code, res.Header())
 	}
-	f = newFixture(t, func(d *httpapi.Deps) {
+	f = newTestServer(t, func(d *Deps) {
 		d.CORS = config.CORS{AllowedOrigins: []string{"https://app.example.com"}, AllowCredentials: true}
 	})
 	res = f.do("OPTIONS", base, "", "Origin", "https://app.example.com", "Access-Control-Request-Method", "POST",
@@ -108,8 +175,8 @@ func TestCORS(t *testing.T) {
 
 func TestWritesAndRefusalsAreAudited(t *testing.T) {
 	var audit bytes.Buffer
-	f := newFixture(t, func(d *httpapi.Deps) {
-		d.Auth = newPolicy(t, config.Auth{JWTSecret: testSecret})
+	f := newTestServer(t, func(d *Deps) {
+		d.Auth = config.Auth{JWTSecret: testSecret}
 		d.Audit = telemetry.NewAudit(&audit)
 	})
 	alice := token(t, "alice", "items:write")
@@ -154,9 +221,9 @@ func TestWritesAndRefusalsAreAudited(t *testing.T) {
 }
 
 func TestRateLimitKeysBySubjectThenTrustedClientIP(t *testing.T) {
-	f := newFixture(t, func(d *httpapi.Deps) {
-		d.Auth = newPolicy(t, config.Auth{JWTSecret: testSecret})
-		d.Limiter = ratelimit.New(0.001, 1)
+	f := newTestServer(t, func(d *Deps) {
+		d.Auth = config.Auth{JWTSecret: testSecret}
+		d.RateLimit = config.RateLimit{RPS: 0.001, Burst: 1}
 		var err error
 		if d.Proxies, err = ratelimit.NewProxies([]string{"192.0.2.0/24"}); err != nil {
 			t.Fatal(err)
@@ -177,7 +244,7 @@ func TestRateLimitKeysBySubjectThenTrustedClientIP(t *testing.T) {
 }
 
 func TestUntrustedForwardedForIsIgnored(t *testing.T) {
-	f := newFixture(t, func(d *httpapi.Deps) { d.Limiter = ratelimit.New(0.001, 1) })
+	f := newTestServer(t, func(d *Deps) { d.RateLimit = config.RateLimit{RPS: 0.001, Burst: 1} })
 	if f.do("GET", base, "", "X-Forwarded-For", "198.51.100.1").Code != http.StatusOK {
 		t.Fatal("first request refused")
 	}
@@ -218,7 +285,7 @@ func rawRequest(t *testing.T, addr string, parts []string, pause time.Duration) 
 // Reading the body has its own limit (408), and the request deadline starts after it: a
 // body in two parts 300 ms apart is fine with a 100 ms request deadline.
 func TestSlowBodiesAreNotBlamedOnTheDatabase(t *testing.T) {
-	f := newFixture(t, func(d *httpapi.Deps) {
+	f := newTestServer(t, func(d *Deps) {
 		d.HTTP.RequestTimeout = 100 * time.Millisecond
 		d.HTTP.BodyReadTimeout = time.Second
 	})
@@ -228,7 +295,7 @@ func TestSlowBodiesAreNotBlamedOnTheDatabase(t *testing.T) {
 	if got := rawRequest(t, addr, []string{`{"name":`, `"slow"}`}, 300*time.Millisecond); got != http.StatusCreated {
 		t.Fatalf("slow but timely body: %d, want 201", got)
 	}
-	f = newFixture(t, func(d *httpapi.Deps) { d.HTTP.BodyReadTimeout = 200 * time.Millisecond })
+	f = newTestServer(t, func(d *Deps) { d.HTTP.BodyReadTimeout = 200 * time.Millisecond })
 	srv2 := httptest.NewServer(f.h)
 	defer srv2.Close()
 	if got := rawRequest(t, strings.TrimPrefix(srv2.URL, "http://"), []string{`{"name":`, `"late"}`}, 600*time.Millisecond); got != http.StatusRequestTimeout {

@@ -4,6 +4,8 @@
 package httpapi
 
 import (
+	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/example/my-service/internal/auth"
 	"github.com/example/my-service/internal/config"
+	"github.com/example/my-service/internal/domain"
 	"github.com/example/my-service/internal/health"
 	"github.com/example/my-service/internal/ratelimit"
 	"github.com/example/my-service/internal/service"
@@ -20,16 +23,22 @@ import (
 )
 
 // Deps are what the HTTP API needs.
+//
+// Policy, Limiter and Audit are built once by the app and shared with every transport;
+// when one is nil (tests), NewServer builds it from the settings: the policy from Auth,
+// the limiter from RateLimit (no limit when RPS is 0), and an audit trail that discards.
 type Deps struct {
-	Logger  *slog.Logger
-	HTTP    config.HTTP
-	CORS    config.CORS
-	Auth    *auth.Policy
-	Limiter *ratelimit.Limiter // shared with gRPC when both serve: one budget per client
-	Proxies ratelimit.Proxies
-	Audit   *telemetry.Audit
-	Health  *health.State
-	Metrics *telemetry.Metrics
+	Logger    *slog.Logger
+	HTTP      config.HTTP
+	CORS      config.CORS
+	Auth      config.Auth
+	RateLimit config.RateLimit
+	Policy    *auth.Policy
+	Limiter   *ratelimit.Limiter
+	Proxies   ratelimit.Proxies
+	Audit     *telemetry.Audit
+	Health    *health.State
+	Metrics   *telemetry.Metrics
 
 	Items *service.Items
 }
@@ -43,6 +52,22 @@ type endpoint struct {
 
 // NewServer returns the HTTP handler of the API, middleware included.
 func NewServer(d Deps) http.Handler {
+	if d.Policy == nil {
+		p, err := auth.New(context.Background(), d.Auth, d.Logger)
+		if err != nil {
+			d.Logger.Error("no authentication policy: refusing every request", "err", err.Error())
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				writeError(w, r, d.Logger, domain.Wrap(domain.KindUnavailable, err, "authentication is not configured"))
+			})
+		}
+		d.Policy = p
+	}
+	if d.Limiter == nil {
+		d.Limiter = ratelimit.New(d.RateLimit.RPS, d.RateLimit.Burst)
+	}
+	if d.Audit == nil {
+		d.Audit = telemetry.NewAudit(io.Discard)
+	}
 	h := newRouter(d.Logger, endpoints(d))
 	if len(d.CORS.AllowedOrigins) > 0 {
 		h = corsPolicy(d.CORS).Handler(h)

@@ -30,9 +30,14 @@ type clientEntry struct {
 
 const clientIdleAfter = 3 * time.Minute
 
-// New returns a limiter giving every client rps requests per second, with bursts.
+// New returns a limiter giving every client rps requests per second, with bursts; rps 0
+// means no limit (config.Validate requires a positive rate of the service itself).
 func New(rps float64, burst int) *Limiter {
-	return &Limiter{rps: rate.Limit(rps), burst: burst, clients: map[string]*clientEntry{}, swept: time.Now()}
+	limit := rate.Limit(rps)
+	if rps <= 0 {
+		limit = rate.Inf
+	}
+	return &Limiter{rps: limit, burst: burst, clients: map[string]*clientEntry{}, swept: time.Now()}
 }
 
 // Reserve takes a token for client, or says how long until one is free.
