@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,6 +52,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	cfg.MaxConnLifetime = opts.ConnMaxLifetime
 	cfg.MaxConnIdleTime = opts.ConnMaxIdleTime
 	cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)
+	cfg.ConnConfig.OnPgError = endBrokenSession
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgresql pool: %w", err)
@@ -58,8 +60,26 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	return &Store{pool: pool, db: stdlib.OpenDBFromPool(pool), q: gen.New(pool)}, nil
 }
 
-// Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+// endBrokenSession is pgx's handler of the errors the server sends: false closes the
+// session, and the pool replaces a closed session with a new one. It keeps pgx's rule (a
+// FATAL error, such as an administrator terminating the backend, ends the session) and also
+// ends a session that is read-only (25006): a session keeps the read-only default it began
+// with, and a standby's sessions stay read-only, so only a new session can reach a
+// writable primary again once the database takes writes.
+func endBrokenSession(_ *pgconn.PgConn, pe *pgconn.PgError) bool {
+	return !strings.EqualFold(pe.Severity, "FATAL") && pe.Code != "25006"
+}
+
+// Ping checks that the database answers and takes writes (storeerr.WriteProbe).
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return err
+	}
+	return storeerr.CheckWrites(ctx, func(ctx context.Context, query string) error {
+		_, err := s.pool.Exec(ctx, query)
+		return err
+	}, classify)
+}
 
 // Close closes the pool.
 func (s *Store) Close() error {
@@ -98,16 +118,30 @@ func classify(err error) storeerr.Class {
 	case errors.Is(err, pgx.ErrNoRows), errors.Is(err, sql.ErrNoRows):
 		class = storeerr.NoRows
 	case errors.As(err, &pe):
-		switch pe.Code {
-		case "23505": // unique_violation
+		switch code := pe.Code; {
+		case code == "23505": // unique_violation
 			class = storeerr.Duplicate
-		case "57014", "40001", "40P01", "53300", "57P03": // canceled, serialization, deadlock, too many connections, starting up
+		case code == "57014", code == "40001", code == "40P01": // statement timeout, serialization failure, deadlock
 			class = storeerr.Busy
+		case unavailable(code):
+			class = storeerr.Unavailable
 		}
 	case pgconn.SafeToRetry(err):
 		class = storeerr.Busy
+	case storeerr.ConnectionLost(err), errors.As(err, new(*pgconn.ConnectError)), errors.Is(err, pgconn.ErrConnClosed):
+		class = storeerr.Unavailable
 	}
 	return class
+}
+
+// unavailable reports whether a SQLSTATE says the database cannot take the work now:
+// 25006 read_only_sql_transaction (a read-only database or a standby), class 08 connection
+// exceptions, class 53 insufficient resources (disk full, out of memory, too many
+// connections), 57P01-57P05 (administrator or crash shutdown, cannot connect now, database
+// dropped, idle session timeout) and 58030 (I/O error).
+func unavailable(code string) bool {
+	return code == "25006" || code == "58030" ||
+		strings.HasPrefix(code, "08") || strings.HasPrefix(code, "53") || strings.HasPrefix(code, "57P")
 }
 
 // mapErr gives database errors their domain kinds.
