@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,6 +20,7 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
+	"github.com/example/my-service/internal/domain"
 	"github.com/example/my-service/internal/store/migrations"
 	"github.com/example/my-service/internal/store/postgres/gen"
 	"github.com/example/my-service/internal/store/storeerr"
@@ -38,6 +40,8 @@ type Store struct {
 	pool *pgxpool.Pool
 	db   *sql.DB // database/sql over the same pool (migrations)
 	q    *gen.Queries
+	// refused is set while the write probe finds the database refusing writes (see Ping).
+	refused atomic.Bool
 }
 
 // Open configures a pool for dsn (a postgres:// URL or key=value string). It does not
@@ -70,15 +74,25 @@ func endBrokenSession(_ *pgconn.PgConn, pe *pgconn.PgError) bool {
 	return !strings.EqualFold(pe.Severity, "FATAL") && pe.Code != "25006"
 }
 
-// Ping checks that the database answers and takes writes (storeerr.WriteProbe).
+// Ping checks that the database answers and takes writes (storeerr.WriteProbe). The first
+// check that passes after the database refused writes replaces every session in the pool
+// (Reset): a session that began while the database was read-only stays read-only, and one
+// that has not tried to write since would fail the next write it serves.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.pool.Ping(ctx); err != nil {
 		return err
 	}
-	return storeerr.CheckWrites(ctx, func(ctx context.Context, query string) error {
+	err := storeerr.CheckWrites(ctx, func(ctx context.Context, query string) error {
 		_, err := s.pool.Exec(ctx, query)
 		return err
 	}, classify)
+	switch {
+	case err == nil && s.refused.Swap(false):
+		s.pool.Reset()
+	case domain.IsKind(err, domain.KindUnavailable):
+		s.refused.Store(true)
+	}
+	return err
 }
 
 // Close closes the pool.

@@ -3,8 +3,12 @@ package postgres_test
 import (
 	"errors"
 	"net/url"
+	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/example/my-service/internal/domain"
 	"github.com/example/my-service/internal/store/postgres"
@@ -58,5 +62,61 @@ func TestReadOnlySessionsAreNotKept(t *testing.T) {
 			t.Fatalf("the read-only session was kept: %+v", ro.Stats())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The database turns read-only (its sessions cut, the new ones read-only) and back: Ping
+// reports it, and the first Ping that passes again replaces the sessions opened meanwhile.
+func TestSessionsOpenedWhileReadOnlyAreReplacedOnRecovery(t *testing.T) {
+	ctx := t.Context()
+	dsn := storetest.PostgresURL(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	admin, err := pgx.Connect(ctx, os.Getenv("TEST_POSTGRES_DSN"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = admin.Close(ctx) }()
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := open(t, dsn)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pingUntil := func(what string, ok func(error) bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for err := s.Ping(ctx); !ok(err); err = s.Ping(ctx) {
+			if time.Now().After(deadline) {
+				t.Fatalf("Ping did not report %s: %v", what, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	exec("ALTER DATABASE " + name + " SET default_transaction_read_only = on")
+	exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + name + "'")
+	pingUntil("that the database refuses writes", func(err error) bool {
+		var de *domain.Error
+		return errors.As(err, &de) && de.Message == "refuses writes"
+	})
+	exec("ALTER DATABASE " + name + " RESET default_transaction_read_only")
+	pingUntil("recovery", func(err error) bool { return err == nil })
+	deadline := time.Now().Add(5 * time.Second) // the pool closes the old sessions in the background
+	for s.Stats().OpenConnections != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sessions opened while the database was read-only were kept: %+v", s.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("a new session: %v", err)
 	}
 }

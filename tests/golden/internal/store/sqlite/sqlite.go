@@ -72,18 +72,18 @@ func (c writable) open(ctx context.Context) (conn driver.Conn, cannotWrite, err 
 	if conn, err = c.Connector.Connect(ctx); err != nil {
 		return nil, nil, err
 	}
-	if cannotWrite = checkWrites(ctx, conn); cannotWrite == nil {
-		return conn, nil, nil
-	}
 	sc, ok := conn.(sqliteConn)
 	if !ok {
 		_ = conn.Close()
-		return nil, nil, fmt.Errorf("sqlite: a new connection cannot write: %w", cannotWrite)
+		return nil, nil, errors.New("sqlite: the driver's connections lack methods this package uses")
+	}
+	if cannotWrite = checkWrites(ctx, sc); cannotWrite == nil {
+		return sc, nil, nil
 	}
 	return oneUse{sc}, cannotWrite, nil
 }
 
-// sqliteConn is what database/sql uses of a modernc.org/sqlite connection.
+// sqliteConn is what database/sql and checkWrites use of a modernc.org/sqlite connection.
 type sqliteConn interface {
 	driver.Conn
 	driver.ConnBeginTx
@@ -91,6 +91,7 @@ type sqliteConn interface {
 	driver.ExecerContext
 	driver.QueryerContext
 	driver.Pinger
+	IsReadOnly(schema string) (bool, error) // sqlite3_db_readonly
 }
 
 // oneUse is a connection that database/sql discards when it is given back, instead of
@@ -112,27 +113,17 @@ var errReadOnly = errors.New("the database file is open read-only")
 // can be writable and the log not: beginning a write transaction shows that
 // (SQLITE_READONLY). A check that finds another writer's lock held past the busy timeout
 // has not shown that conn can write either.
-func checkWrites(ctx context.Context, conn driver.Conn) error {
-	ro, ok := conn.(interface {
-		IsReadOnly(schema string) (bool, error)
-	}) // modernc.org/sqlite's connections
-	if !ok {
-		return errors.New("the driver's connection does not report whether it is read-only")
-	}
-	ex, ok := conn.(driver.ExecerContext)
-	if !ok {
-		return errors.New("the driver's connection cannot execute statements")
-	}
-	switch readOnly, err := ro.IsReadOnly("main"); {
+func checkWrites(ctx context.Context, conn sqliteConn) error {
+	switch readOnly, err := conn.IsReadOnly("main"); {
 	case err != nil:
 		return err
 	case readOnly:
 		return errReadOnly
 	}
-	if _, err := ex.ExecContext(ctx, "BEGIN IMMEDIATE", nil); err != nil {
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE", nil); err != nil {
 		return err
 	}
-	_, err := ex.ExecContext(ctx, "ROLLBACK", nil)
+	_, err := conn.ExecContext(ctx, "ROLLBACK", nil)
 	return err
 }
 
