@@ -306,6 +306,7 @@ def test_connections_cut_under_load(binaries, engine, layer, postgres_dsn, maria
     """The server ends the service's sessions again and again under load (an administrator,
     a proxy or a failover): requests caught in flight are 503 or succeed, none is a 500, and
     once it stops, every write succeeds on new connections."""
+    user = ""
     if engine == "postgresql":
         dsn = fresh_database(postgres_dsn)
         db = dsn.rsplit("/", 1)[1].split("?")[0]
@@ -323,12 +324,11 @@ def test_connections_cut_under_load(binaries, engine, layer, postgres_dsn, maria
             cut()
             time.sleep(0.3)
         load.phase = "recovering"
-        t_stop = time.monotonic()
         took = wait_for("20 writes in a row", lambda: set(load.last_writes(20)) == {201}, RECOVER_S, svc)
         load.phase = "recovered"
+        burst = load.burst()
         time.sleep(2)
-        assert set(load.statuses("recovered")) == {201}, load.summary()
-        assert time.monotonic() - t_stop < RECOVER_S + 5
+        assert set(load.statuses("recovered")) == {201}, f"{load.summary()} (burst {burst})"
         assert readiness(svc) == 200
         load.stop()
         load.check_answers()
@@ -336,6 +336,8 @@ def test_connections_cut_under_load(binaries, engine, layer, postgres_dsn, maria
     finally:
         load.stop()
         assert svc.stop() == 0
+        if user:
+            mariadb(mariadb_dsn, f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
     print(f"\n{engine}/{layer} sessions cut 8 times: recovered in {took:.1f} s; {load.summary()}")
 
 
