@@ -95,7 +95,7 @@ def sqlc_files(*dialects: str) -> set[str]:
 
 
 def engine_files(dialect: str) -> set[str]:
-    own = {"postgres": {"internal/store/postgres/postgres.go"},
+    own = {"postgres": {"internal/store/postgres/postgres.go", "internal/store/postgres/postgres_test.go"},
            "mysql": {f"internal/store/mysql/{f}.go" for f in ("mysql", "mysql_test", "retry", "retry_test", "sql_test")}}[dialect]
     migrations = {f"internal/store/migrations/{dialect}/00001_init.sql", f"internal/store/migrations/{dialect}/00002_idempotency_keys.sql"}
     return own | migrations | sqlc_files(dialect)

@@ -6,9 +6,16 @@ import (
 	"errors"
 	"sync/atomic"
 	"time"
+
+	"github.com/example/my-service/internal/domain"
 )
 
-// Pinger is a dependency whose reachability gates readiness.
+// Pinger is a dependency whose reachability gates readiness. The store's Ping also checks
+// that the database takes writes (a statement that changes nothing, or on SQLite a new
+// connection that must open the file for writing), every time readiness is asked. So a
+// database that turns read-only, full or unreachable fails readiness at the next check, and
+// the first check after it recovers passes: there is no remembered failure that would need
+// its own rule for when it is over. An unavailable *domain.Error names the reason.
 type Pinger interface {
 	Ping(ctx context.Context) error
 }
@@ -62,9 +69,13 @@ func (s *State) Ready(ctx context.Context) Check {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	if err := s.db.Ping(ctx); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
+		var de *domain.Error
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
 			fail("database", "no answer within "+s.timeout.String())
-		} else {
+		case errors.As(err, &de) && de.Kind == domain.KindUnavailable:
+			fail("database", de.Message)
+		default:
 			fail("database", "unreachable")
 		}
 	}

@@ -88,6 +88,10 @@ func sessionConfig(dsn string, opts Options) (*mysql.Config, error) {
 	}
 	cfg.ParseTime = true
 	cfg.Loc = time.UTC
+	// A server that says it is read-only (1290, 1792, 1836) gets its connection closed and
+	// database/sql opens another: after a failover that demotes the primary, the pool then
+	// reaches the new one instead of keeping sessions with the old.
+	cfg.RejectReadOnly = true
 	if cfg.Params == nil {
 		cfg.Params = map[string]string{}
 	}
@@ -143,18 +147,18 @@ func parseDSN(dsn string) (*mysql.Config, error) {
 	return cfg, nil
 }
 
-// Ping checks that the database answers and, on a Galera node, that it is synced
-// (wsrep_ready=ON).
+// Ping checks that the database answers and takes writes and, on a Galera node, that it is
+// synced (wsrep_ready=ON).
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.db.PingContext(ctx); err != nil {
 		return err
 	}
 	if s.flavor != MariaDB {
-		return nil
+		return s.checkWrites(ctx)
 	}
 	var on int
 	if err := s.db.QueryRowContext(ctx, "SELECT @@wsrep_on").Scan(&on); err != nil || on == 0 {
-		return nil //nolint:nilerr // a server without wsrep support is not a Galera node
+		return s.checkWrites(ctx) // a server without wsrep support is not a Galera node
 	}
 	var name, ready string
 	if err := s.db.QueryRowContext(ctx, "SHOW STATUS LIKE 'wsrep_ready'").Scan(&name, &ready); err != nil {
@@ -163,7 +167,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	if ready != "ON" {
 		return errors.New("galera node is not ready (wsrep_ready=" + ready + ")")
 	}
-	return nil
+	return s.checkWrites(ctx)
 }
 
 // Close closes the pools.
@@ -173,6 +177,14 @@ func (s *Store) Close() error {
 		err = errors.Join(err, s.causal.Close())
 	}
 	return err
+}
+
+// checkWrites runs storeerr.WriteProbe: a read-only server refuses it.
+func (s *Store) checkWrites(ctx context.Context) error {
+	return storeerr.CheckWrites(ctx, func(ctx context.Context, query string) error {
+		_, err := s.db.ExecContext(ctx, query)
+		return err
+	}, classify)
 }
 
 // Stats reports the main pool's statistics (for the metrics).
@@ -217,9 +229,16 @@ func classify(err error) storeerr.Class {
 		switch me.Number {
 		case 1062: // ER_DUP_ENTRY
 			class = storeerr.Duplicate
-		case 1213, 1205, 1047, 1040: // deadlock/certification, lock wait, node not ready, too many connections
+		case 1213, 1205, 1047: // deadlock/certification, lock wait, node not ready (after the retries)
 			class = storeerr.Busy
+		case 1290, 1792, 1836, // read-only server, transaction or mode
+			1040, 1203, // too many connections (server, user)
+			1053, 1927, // server shutting down, connection killed
+			1021, 1041: // disk full, out of memory
+			class = storeerr.Unavailable
 		}
+	case errors.Is(err, mysql.ErrInvalidConn), storeerr.ConnectionLost(err):
+		class = storeerr.Unavailable
 	}
 	return class
 }

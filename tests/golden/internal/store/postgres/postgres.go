@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,6 +20,7 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
+	"github.com/example/my-service/internal/domain"
 	"github.com/example/my-service/internal/store/migrations"
 	"github.com/example/my-service/internal/store/postgres/gen"
 	"github.com/example/my-service/internal/store/storeerr"
@@ -37,6 +40,8 @@ type Store struct {
 	pool *pgxpool.Pool
 	db   *sql.DB // database/sql over the same pool (migrations)
 	q    *gen.Queries
+	// refused is set while the write probe finds the database refusing writes (see Ping).
+	refused atomic.Bool
 }
 
 // Open configures a pool for dsn (a postgres:// URL or key=value string). It does not
@@ -51,6 +56,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	cfg.MaxConnLifetime = opts.ConnMaxLifetime
 	cfg.MaxConnIdleTime = opts.ConnMaxIdleTime
 	cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)
+	cfg.ConnConfig.OnPgError = endBrokenSession
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgresql pool: %w", err)
@@ -58,8 +64,36 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	return &Store{pool: pool, db: stdlib.OpenDBFromPool(pool), q: gen.New(pool)}, nil
 }
 
-// Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+// endBrokenSession is pgx's handler of the errors the server sends: false closes the
+// session, and the pool replaces a closed session with a new one. It keeps pgx's rule (a
+// FATAL error, such as an administrator terminating the backend, ends the session) and also
+// ends a session that is read-only (25006): a session keeps the read-only default it began
+// with, and a standby's sessions stay read-only, so only a new session can reach a
+// writable primary again once the database takes writes.
+func endBrokenSession(_ *pgconn.PgConn, pe *pgconn.PgError) bool {
+	return !strings.EqualFold(pe.Severity, "FATAL") && pe.Code != "25006"
+}
+
+// Ping checks that the database answers and takes writes (storeerr.WriteProbe). The first
+// check that passes after the database refused writes replaces every session in the pool
+// (Reset): a session that began while the database was read-only stays read-only, and one
+// that has not tried to write since would fail the next write it serves.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return err
+	}
+	err := storeerr.CheckWrites(ctx, func(ctx context.Context, query string) error {
+		_, err := s.pool.Exec(ctx, query)
+		return err
+	}, classify)
+	switch {
+	case err == nil && s.refused.Swap(false):
+		s.pool.Reset()
+	case domain.IsKind(err, domain.KindUnavailable):
+		s.refused.Store(true)
+	}
+	return err
+}
 
 // Close closes the pool.
 func (s *Store) Close() error {
@@ -98,16 +132,30 @@ func classify(err error) storeerr.Class {
 	case errors.Is(err, pgx.ErrNoRows), errors.Is(err, sql.ErrNoRows):
 		class = storeerr.NoRows
 	case errors.As(err, &pe):
-		switch pe.Code {
-		case "23505": // unique_violation
+		switch code := pe.Code; {
+		case code == "23505": // unique_violation
 			class = storeerr.Duplicate
-		case "57014", "40001", "40P01", "53300", "57P03": // canceled, serialization, deadlock, too many connections, starting up
+		case code == "57014", code == "40001", code == "40P01": // statement timeout, serialization failure, deadlock
 			class = storeerr.Busy
+		case unavailable(code):
+			class = storeerr.Unavailable
 		}
 	case pgconn.SafeToRetry(err):
 		class = storeerr.Busy
+	case storeerr.ConnectionLost(err), errors.As(err, new(*pgconn.ConnectError)), errors.Is(err, pgconn.ErrConnClosed):
+		class = storeerr.Unavailable
 	}
 	return class
+}
+
+// unavailable reports whether a SQLSTATE says the database cannot take the work now:
+// 25006 read_only_sql_transaction (a read-only database or a standby), class 08 connection
+// exceptions, class 53 insufficient resources (disk full, out of memory, too many
+// connections), 57P01-57P05 (administrator or crash shutdown, cannot connect now, database
+// dropped, idle session timeout) and 58030 (I/O error).
+func unavailable(code string) bool {
+	return code == "25006" || code == "58030" ||
+		strings.HasPrefix(code, "08") || strings.HasPrefix(code, "53") || strings.HasPrefix(code, "57P")
 }
 
 // mapErr gives database errors their domain kinds.

@@ -6,6 +6,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
@@ -29,21 +30,101 @@ type Options struct {
 
 // Store is a SQLite database; it implements the service's store interfaces.
 type Store struct {
-	db *sql.DB
-	q  *gen.Queries
+	db        *sql.DB
+	connector writable
+	q         *gen.Queries
 }
 
 // Open opens (creating if needed) the SQLite database at dsn, a file path or a "file:"
-// URI. It sets WAL mode, a busy timeout and foreign keys on every connection.
+// URI. It sets WAL mode, a busy timeout and foreign keys on every connection, and refuses
+// connections that cannot write (see writable).
 func Open(dsn string, opts Options) (*Store, error) {
-	db, err := sql.Open("sqlite", withPragmas(dsn, opts.BusyTimeout))
+	base, err := sqlite.NewConnector(withPragmas(dsn, opts.BusyTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
+	connector := writable{base}
+	db := sql.OpenDB(connector)
 	db.SetMaxOpenConns(opts.MaxConns)
 	db.SetMaxIdleConns(opts.MaxConns)
 	db.SetConnMaxLifetime(opts.ConnMaxLifetime)
-	return &Store{db: db, q: gen.New(db)}, nil
+	return &Store{db: db, connector: connector, q: gen.New(db)}, nil
+}
+
+// writable opens the pool's connections. SQLite opens a file it may not write (the file or
+// its directory made read-only) read-only, without an error, and the pool would keep that
+// connection for its whole lifetime: its writes fail long after the file is writable again.
+// So a new connection must show that it can write; one that cannot serves the request that
+// opened it (reads work on a read-only file, writes get SQLite's error) and is then
+// discarded (oneUse). The pool keeps only connections that can write, and the first one
+// opened after the fault ends works.
+type writable struct{ driver.Connector }
+
+// Connect implements driver.Connector.
+func (c writable) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, _, err := c.open(ctx)
+	return conn, err
+}
+
+// open opens a connection and checks that it can write: cannotWrite says why not, and then
+// conn is a oneUse.
+func (c writable) open(ctx context.Context) (conn driver.Conn, cannotWrite, err error) {
+	if conn, err = c.Connector.Connect(ctx); err != nil {
+		return nil, nil, err
+	}
+	sc, ok := conn.(sqliteConn)
+	if !ok {
+		_ = conn.Close()
+		return nil, nil, errors.New("sqlite: the driver's connections lack methods this package uses")
+	}
+	if cannotWrite = checkWrites(ctx, sc); cannotWrite == nil {
+		return sc, nil, nil
+	}
+	return oneUse{sc}, cannotWrite, nil
+}
+
+// sqliteConn is what database/sql and checkWrites use of a modernc.org/sqlite connection.
+type sqliteConn interface {
+	driver.Conn
+	driver.ConnBeginTx
+	driver.ConnPrepareContext
+	driver.ExecerContext
+	driver.QueryerContext
+	driver.Pinger
+	IsReadOnly(schema string) (bool, error) // sqlite3_db_readonly
+}
+
+// oneUse is a connection that database/sql discards when it is given back, instead of
+// keeping it in the pool.
+type oneUse struct{ sqliteConn }
+
+// IsValid implements driver.Validator: false discards the connection.
+func (oneUse) IsValid() bool { return false }
+
+// ResetSession implements driver.SessionResetter (before a reuse that IsValid prevents).
+func (oneUse) ResetSession(context.Context) error { return driver.ErrBadConn }
+
+// errReadOnly says that SQLite opened the database file read-only.
+var errReadOnly = errors.New("the database file is open read-only")
+
+// checkWrites shows that conn can write, or says why not. SQLite opens a file it may not
+// write read-only, which sqlite3_db_readonly reports (BEGIN IMMEDIATE on it is a read
+// transaction, not an error). It opens the write-ahead log apart from the file, so the file
+// can be writable and the log not: beginning a write transaction shows that
+// (SQLITE_READONLY). A check that finds another writer's lock held past the busy timeout
+// has not shown that conn can write either.
+func checkWrites(ctx context.Context, conn sqliteConn) error {
+	switch readOnly, err := conn.IsReadOnly("main"); {
+	case err != nil:
+		return err
+	case readOnly:
+		return errReadOnly
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE", nil); err != nil {
+		return err
+	}
+	_, err := conn.ExecContext(ctx, "ROLLBACK", nil)
+	return err
 }
 
 func withPragmas(dsn string, busy time.Duration) string {
@@ -55,8 +136,24 @@ func withPragmas(dsn string, busy time.Duration) string {
 		dsn, sep, busy.Milliseconds())
 }
 
-// Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+// Ping checks that a new connection can be opened for writing. The pool's connections
+// stay open and keep working when the file or its directory turns read-only or goes away;
+// the next connection the pool opens is the one that fails, so readiness opens one.
+func (s *Store) Ping(ctx context.Context) error {
+	conn, cannotWrite, err := s.connector.open(ctx)
+	if err != nil {
+		return err
+	}
+	_ = conn.Close()
+	switch class := classify(cannotWrite); {
+	case cannotWrite == nil, class == storeerr.Busy: // other writers held the lock all along: busy, not broken
+		return nil
+	case class == storeerr.Unavailable:
+		return storeerr.RefusesWrites(cannotWrite)
+	default:
+		return cannotWrite
+	}
+}
 
 // Close closes the pool.
 func (s *Store) Close() error { return s.db.Close() }
@@ -75,12 +172,21 @@ func classify(err error) storeerr.Class {
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		class = storeerr.NoRows
+	case errors.Is(err, errReadOnly):
+		class = storeerr.Unavailable
 	case errors.As(err, &se):
-		switch se.Code() {
-		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
-			class = storeerr.Duplicate
-		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		// Codes are extended (SQLITE_BUSY_TIMEOUT, SQLITE_IOERR_WRITE, ...); the low byte is
+		// the primary code.
+		code := se.Code()
+		switch code & 0xff {
+		case sqlite3.SQLITE_CONSTRAINT:
+			if code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || code == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+				class = storeerr.Duplicate
+			}
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED: // the busy timeout ran out
 			class = storeerr.Busy
+		case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_PERM:
+			class = storeerr.Unavailable // the file cannot be written: read-only, gone, failing or full
 		}
 	}
 	return class

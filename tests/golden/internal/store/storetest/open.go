@@ -28,6 +28,12 @@ import (
 // TEST_POSTGRES_DSN and TEST_MARIADB_DSN (the test skips when its variable is unset).
 func Open(tb testing.TB, dbType string) store.Store {
 	tb.Helper()
+	return open(tb, testConfig(tb, dbType))
+}
+
+// testConfig is the configuration of a store of type dbType in a fresh database.
+func testConfig(tb testing.TB, dbType string) config.Database {
+	tb.Helper()
 	cfg := config.Database{
 		Type: dbType, MaxConns: 4, ConnMaxLifetime: time.Minute, ConnMaxIdleTime: time.Minute,
 		StatementTimeout: 5 * time.Second,
@@ -37,7 +43,7 @@ func Open(tb testing.TB, dbType string) store.Store {
 	case "sqlite":
 		cfg.URL = "file:" + filepath.Join(tb.TempDir(), "test.db")
 	case "postgresql":
-		cfg.URL = postgresURL(tb)
+		cfg.URL = PostgresURL(tb)
 	case "mysql", "mariadb":
 		cfg.URL = MySQLDSN(tb)
 		if dbType == "mysql" {
@@ -46,12 +52,49 @@ func Open(tb testing.TB, dbType string) store.Store {
 			cfg.StatementTimeout = 0
 		}
 	}
+	return cfg
+}
+
+// open returns the store cfg names, migrated, closed when the test ends.
+func open(tb testing.TB, cfg config.Database) store.Store {
+	tb.Helper()
 	s, err := store.Open(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = s.Close() })
 	Prepare(tb, s)
+	return s
+}
+
+// OpenReadOnly returns a store of type dbType over a fresh, migrated database that its
+// connections may only read: the SQLite file opened read-only (mode=ro), PostgreSQL
+// sessions with default_transaction_read_only, MySQL/MariaDB sessions with a read-only
+// transaction default. It stands for a database that stopped taking writes.
+func OpenReadOnly(tb testing.TB, dbType string) store.Store {
+	tb.Helper()
+	cfg := testConfig(tb, dbType)
+	open(tb, cfg)
+	switch dbType {
+	case "sqlite":
+		cfg.URL += "?mode=ro"
+	case "postgresql":
+		u, err := url.Parse(cfg.URL)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		q := u.Query()
+		q.Set("default_transaction_read_only", "on") // a run-time parameter of every session
+		u.RawQuery = q.Encode()
+		cfg.URL = u.String()
+	case "mysql", "mariadb":
+		cfg.URL = ReadOnlyMySQLDSN(tb, cfg.URL)
+	}
+	s, err := store.Open(context.Background(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = s.Close() })
 	return s
 }
 
@@ -68,9 +111,9 @@ func requireEnv(tb testing.TB, name string) string {
 	return v
 }
 
-// postgresURL creates a database for this test on the TEST_POSTGRES_DSN server (a URL of a
+// PostgresURL creates a database for this test on the TEST_POSTGRES_DSN server (a URL of a
 // user that may create databases), drops it when the test ends, and returns its URL.
-func postgresURL(tb testing.TB) string {
+func PostgresURL(tb testing.TB) string {
 	tb.Helper()
 	admin := requireEnv(tb, "TEST_POSTGRES_DSN")
 	name := "test_" + uuid.NewString()[:8]
@@ -125,6 +168,32 @@ func MySQLDSN(tb testing.TB) string {
 		}
 	})
 	cfg.DBName = name
+	return cfg.FormatDSN()
+}
+
+// ReadOnlyMySQLDSN is dsn with sessions whose transactions are read-only by default. The
+// variable is transaction_read_only on MySQL 8 and MariaDB 11.1+, tx_read_only on older
+// MariaDB.
+func ReadOnlyMySQLDSN(tb testing.TB, dsn string) string {
+	tb.Helper()
+	cfg, err := mysqldriver.ParseDSN(dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	variable := "transaction_read_only"
+	var on int
+	if err := db.QueryRowContext(context.Background(), "SELECT @@transaction_read_only").Scan(&on); err != nil {
+		variable = "tx_read_only"
+	}
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	cfg.Params[variable] = "1"
 	return cfg.FormatDSN()
 }
 
