@@ -82,8 +82,9 @@ def test_an_unknown_flag_is_an_error():
 
 
 # ----------------------------------------------------------------- option value -> files
-GRPC = {"api/proto/my_service/v1/item.proto", "buf.gen.yaml", "buf.yaml", "internal/grpcapi/errors.go",
-        "internal/grpcapi/grpcapi_test.go", "internal/grpcapi/item.go", "internal/grpcapi/server.go"}
+GRPC = {"api/proto/my_service/v1/item.proto", "buf.gen.yaml", "buf.yaml", "internal/grpcapi/codec.go",
+        "internal/grpcapi/codec_test.go", "internal/grpcapi/errors.go", "internal/grpcapi/grpcapi_test.go",
+        "internal/grpcapi/item.go", "internal/grpcapi/server.go"}
 REST = {f"internal/httpapi/{f}.go" for f in ("auth", "errors", "handler", "item", "item_test", "json", "middleware",
                                                  "middleware_test", "router", "routes", "server")}
 def sqlc_files(*dialects: str) -> set[str]:

@@ -70,6 +70,11 @@ func (s *Items) Create(ctx context.Context, in domain.ItemInput, idempotencyKey 
 		return domain.Item{}, false, domain.Invalid("the Idempotency-Key header is too long",
 			map[string]string{"Idempotency-Key": "must be at most 200 characters"})
 	}
+	// Keys that differ only in invalid bytes would decode alike (U+FFFD over gRPC).
+	if problem := textProblem(idempotencyKey); problem != "" {
+		return domain.Item{}, false, domain.Invalid("the Idempotency-Key is not text",
+			map[string]string{"Idempotency-Key": problem})
+	}
 	hash := requestHash(in)
 	key := ""
 	if idempotencyKey != "" {
