@@ -151,6 +151,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, db store
 	g.Go(func() error { return serveHTTP(metricsSrv, metricsLn) })
 	g.Go(func() error {
 		migrateUntilDone(gctx, logger, cfg.DB.MigrateOnStart, db, state)
+		sweepIdempotencyRecords(gctx, logger, db, cfg.DB.IdempotencySweepInterval, cfg.DB.StatementTimeout)
 		return nil
 	})
 	g.Go(func() error {

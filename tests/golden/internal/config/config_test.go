@@ -23,6 +23,9 @@ func TestLoadDefaults(t *testing.T) {
 	if cfg.HTTP.RequestTimeout != 250*time.Millisecond {
 		t.Fatalf("request timeout: %v", cfg.HTTP.RequestTimeout)
 	}
+	if cfg.DB.IdempotencyTTL != 24*time.Hour || cfg.DB.IdempotencySweepInterval != 10*time.Minute {
+		t.Fatalf("idempotency: TTL %v, sweep every %v", cfg.DB.IdempotencyTTL, cfg.DB.IdempotencySweepInterval)
+	}
 	if cfg.MetricsAddr != ":9090" {
 		t.Fatalf("metrics address: %s", cfg.MetricsAddr)
 	}
@@ -39,6 +42,7 @@ func TestLoadRejectsBadValues(t *testing.T) {
 		"no database url": {map[string]string{}, "DATABASE_URL is required"},
 		"bad duration":    {map[string]string{"DATABASE_URL": "x", "REQUEST_TIMEOUT": "soon"}, "REQUEST_TIMEOUT"},
 		"zero pool":       {map[string]string{"DATABASE_URL": "x", "DB_MAX_CONNS": "0"}, "DB_MAX_CONNS must be at least 1"},
+		"no idempotency":  {map[string]string{"DATABASE_URL": "x", "IDEMPOTENCY_TTL": "0s"}, "IDEMPOTENCY_TTL must be a positive duration"},
 		"short secret":    {map[string]string{"DATABASE_URL": "x", "JWT_SECRET": "short"}, "JWT_SECRET must be at least 32 bytes"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -29,6 +29,9 @@ type ItemStore interface {
 	// expectedVersion, bumping the version; KindNotFound when no row matched.
 	UpdateItem(ctx context.Context, it domain.Item, expectedVersion int64) (domain.Item, error)
 	DeleteItem(ctx context.Context, id string) error
+	// GetIdempotencyRecord returns the record of key: KindNotFound when there is none or
+	// it is older than the store's TTL (IDEMPOTENCY_TTL). The store then forgets an
+	// expired record, so its key makes a new item.
 	GetIdempotencyRecord(ctx context.Context, key string) (domain.IdempotencyRecord, error)
 }
 
@@ -61,7 +64,7 @@ func (s *Items) timestamp() time.Time {
 
 // Create makes an item. With an idempotency key, a retry of the same request gets the
 // item the first one made (replayed is true), and the same key with a different
-// request is a conflict.
+// request is a conflict. Keys belong to the caller and last IDEMPOTENCY_TTL.
 func (s *Items) Create(ctx context.Context, in domain.ItemInput, idempotencyKey string) (it domain.Item, replayed bool, err error) {
 	if err := validate(s.validate, in); err != nil {
 		return domain.Item{}, false, err

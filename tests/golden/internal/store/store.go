@@ -18,6 +18,10 @@ import (
 // Store is a database adapter: the service's store interfaces plus lifecycle.
 type Store interface {
 	service.ItemStore
+	// DeleteExpiredIdempotencyRecords deletes up to limit idempotency records older than
+	// IDEMPOTENCY_TTL, oldest first, and returns how many it deleted. Lookups already treat
+	// expired records as absent; this keeps the table from growing.
+	DeleteExpiredIdempotencyRecords(ctx context.Context, limit int) (int64, error)
 	Ping(ctx context.Context) error
 	Migrate(ctx context.Context) error
 	Stats() sql.DBStats
@@ -41,7 +45,7 @@ func openEngine(ctx context.Context, cfg config.Database) (Store, error) {
 		return postgres.Open(ctx, cfg.URL, postgres.Options{
 			MaxConns: cfg.MaxConns, MinConns: cfg.MinConns,
 			ConnMaxLifetime: cfg.ConnMaxLifetime, ConnMaxIdleTime: cfg.ConnMaxIdleTime,
-			StatementTimeout: cfg.StatementTimeout,
+			StatementTimeout: cfg.StatementTimeout, IdempotencyTTL: cfg.IdempotencyTTL,
 		})
 	case "mysql", "mariadb":
 		return mysql.Open(cfg.URL, mysql.Options{
@@ -49,11 +53,12 @@ func openEngine(ctx context.Context, cfg config.Database) (Store, error) {
 			ConnMaxLifetime: cfg.ConnMaxLifetime, ConnMaxIdleTime: cfg.ConnMaxIdleTime,
 			StatementTimeout: cfg.StatementTimeout,
 			Retry:            mysql.RetryPolicy{Attempts: cfg.RetryAttempts, Base: cfg.RetryBase, Cap: cfg.RetryCap},
+			IdempotencyTTL:   cfg.IdempotencyTTL,
 		})
 	case "sqlite":
 		return sqlite.Open(cfg.URL, sqlite.Options{
 			MaxConns: int(cfg.MaxConns), ConnMaxLifetime: cfg.ConnMaxLifetime,
-			BusyTimeout: cfg.StatementTimeout,
+			BusyTimeout: cfg.StatementTimeout, IdempotencyTTL: cfg.IdempotencyTTL,
 		})
 	default:
 		return nil, fmt.Errorf("DB_TYPE %q is not supported by this build: use one of %s", cfg.Type, strings.Join(Types, ", "))

@@ -18,18 +18,21 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
+	"github.com/example/my-service/internal/domain"
 	"github.com/example/my-service/internal/store/migrations"
 	"github.com/example/my-service/internal/store/postgres/gen"
 	"github.com/example/my-service/internal/store/storeerr"
 )
 
-// Options tune the connection pool.
+// Options tune the connection pool; IdempotencyTTL is how long an idempotency record is
+// replayed.
 type Options struct {
 	MaxConns         int32
 	MinConns         int32
 	ConnMaxLifetime  time.Duration
 	ConnMaxIdleTime  time.Duration
 	StatementTimeout time.Duration
+	IdempotencyTTL   time.Duration
 }
 
 // Store is a PostgreSQL database; it implements the service's store interfaces.
@@ -37,6 +40,7 @@ type Store struct {
 	pool *pgxpool.Pool
 	db   *sql.DB // database/sql over the same pool (migrations)
 	q    *gen.Queries
+	ttl  time.Duration // of idempotency records
 }
 
 // Open configures a pool for dsn (a postgres:// URL or key=value string). It does not
@@ -55,7 +59,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgresql pool: %w", err)
 	}
-	return &Store{pool: pool, db: stdlib.OpenDBFromPool(pool), q: gen.New(pool)}, nil
+	return &Store{pool: pool, db: stdlib.OpenDBFromPool(pool), q: gen.New(pool), ttl: opts.IdempotencyTTL}, nil
 }
 
 // Ping checks that the database answers.
@@ -112,3 +116,31 @@ func classify(err error) storeerr.Class {
 
 // mapErr gives database errors their domain kinds.
 func mapErr(err error, what string) error { return storeerr.Map(err, what, classify(err)) }
+
+// DeleteExpiredIdempotencyRecords deletes up to limit idempotency records older than the
+// TTL, oldest first, and returns how many it deleted.
+func (s *Store) DeleteExpiredIdempotencyRecords(ctx context.Context, limit int) (int64, error) {
+	n, err := s.q.DeleteExpiredIdempotencyRecords(ctx, gen.DeleteExpiredIdempotencyRecordsParams{
+		ExpiredBefore: s.expiredBefore(), BatchSize: int32(min(limit, 1<<20)), //nolint:gosec // bounded above
+	})
+	return n, mapErr(err, "expired idempotency records")
+}
+
+// checkExpiry returns nil for an idempotency record made at createdAt that is still live.
+// An expired one is deleted, unless a concurrent create has replaced it since, and is
+// reported as KindNotFound: to the service the key is unused.
+func (s *Store) checkExpiry(ctx context.Context, key string, createdAt time.Time) error {
+	before := s.expiredBefore()
+	if !createdAt.Before(before) {
+		return nil
+	}
+	if _, err := s.q.DeleteIdempotencyRecordIfExpired(ctx, gen.DeleteIdempotencyRecordIfExpiredParams{
+		RecordKey: key, ExpiredBefore: before,
+	}); err != nil {
+		return mapErr(err, "idempotency key")
+	}
+	return domain.Errorf(domain.KindNotFound, "idempotency key not found")
+}
+
+// expiredBefore is the creation time before which idempotency records have expired.
+func (s *Store) expiredBefore() time.Time { return time.Now().UTC().Add(-s.ttl) }

@@ -23,6 +23,9 @@ import (
 	"github.com/example/my-service/internal/store"
 )
 
+// IdempotencyTTL is how long the stores Open returns replay an idempotency record.
+const IdempotencyTTL = time.Hour
+
 // Open returns a migrated store of type dbType (a DB_TYPE value) in a fresh database,
 // closed when the test ends. SQLite lives in a temporary directory; the servers come from
 // TEST_POSTGRES_DSN and TEST_MARIADB_DSN (the test skips when its variable is unset).
@@ -30,8 +33,8 @@ func Open(tb testing.TB, dbType string) store.Store {
 	tb.Helper()
 	cfg := config.Database{
 		Type: dbType, MaxConns: 4, ConnMaxLifetime: time.Minute, ConnMaxIdleTime: time.Minute,
-		StatementTimeout: 5 * time.Second,
-		RetryAttempts:    5, RetryBase: time.Millisecond, RetryCap: 20 * time.Millisecond,
+		StatementTimeout: 5 * time.Second, IdempotencyTTL: IdempotencyTTL,
+		RetryAttempts: 5, RetryBase: time.Millisecond, RetryCap: 20 * time.Millisecond,
 	}
 	switch dbType {
 	case "sqlite":

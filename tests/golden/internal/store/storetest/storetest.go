@@ -14,6 +14,7 @@ import (
 
 	"github.com/example/my-service/internal/domain"
 	"github.com/example/my-service/internal/service"
+	"github.com/example/my-service/internal/store"
 )
 
 // Lifecycle is the part of an adapter Prepare needs.
@@ -35,8 +36,9 @@ func Prepare(tb testing.TB, s Lifecycle) {
 	}
 }
 
-// Run exercises s, a freshly migrated and empty store.
-func Run(t *testing.T, s service.ItemStore) {
+// Run exercises s, a freshly migrated and empty store opened by Open (so its idempotency
+// records expire after IdempotencyTTL).
+func Run(t *testing.T, s store.Store) {
 	t.Helper()
 	ctx := t.Context()
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -91,6 +93,58 @@ func Run(t *testing.T, s service.ItemStore) {
 		mustKind(t, s.CreateItem(ctx, other, rec2), domain.KindConflict)
 		_, err = s.GetItem(ctx, other.ID)
 		mustKind(t, err, domain.KindNotFound)
+	})
+
+	t.Run("an expired idempotency record is absent and its key reusable", func(t *testing.T) {
+		old := newItem("expired")
+		rec := &domain.IdempotencyRecord{Key: "k-" + old.ID, RequestHash: "h", ResourceID: old.ID, CreatedAt: now.Add(-IdempotencyTTL - time.Minute)}
+		mustOK(t, s.CreateItem(ctx, old, rec))
+		_, err := s.GetIdempotencyRecord(ctx, rec.Key)
+		mustKind(t, err, domain.KindNotFound)
+		// The lookup forgot the record: a new item takes the key.
+		fresh := newItem("fresh")
+		mustOK(t, s.CreateItem(ctx, fresh, &domain.IdempotencyRecord{Key: rec.Key, RequestHash: "h2", ResourceID: fresh.ID, CreatedAt: now}))
+		got, err := s.GetIdempotencyRecord(ctx, rec.Key)
+		mustOK(t, err)
+		if got.ResourceID != fresh.ID || got.RequestHash != "h2" {
+			t.Fatalf("record: got %+v, want the new item's", got)
+		}
+		// A record just inside its lifetime is still replayed.
+		young := newItem("young")
+		rec = &domain.IdempotencyRecord{Key: "k-" + young.ID, RequestHash: "h", ResourceID: young.ID, CreatedAt: now.Add(-IdempotencyTTL + time.Minute)}
+		mustOK(t, s.CreateItem(ctx, young, rec))
+		_, err = s.GetIdempotencyRecord(ctx, rec.Key)
+		mustOK(t, err)
+	})
+
+	t.Run("the sweep deletes expired idempotency records in batches", func(t *testing.T) {
+		var expired []string
+		for i := range 3 {
+			it := newItem(fmt.Sprintf("sweep-%d", i))
+			key := "sweep-" + it.ID
+			created := now.Add(-IdempotencyTTL - time.Duration(i+1)*time.Minute)
+			mustOK(t, s.CreateItem(ctx, it, &domain.IdempotencyRecord{Key: key, RequestHash: "h", ResourceID: it.ID, CreatedAt: created}))
+			expired = append(expired, key)
+		}
+		live := newItem("live")
+		liveKey := "sweep-" + live.ID
+		mustOK(t, s.CreateItem(ctx, live, &domain.IdempotencyRecord{Key: liveKey, RequestHash: "h", ResourceID: live.ID, CreatedAt: now}))
+		var counts []int64
+		for range 3 {
+			n, err := s.DeleteExpiredIdempotencyRecords(ctx, 2)
+			mustOK(t, err)
+			counts = append(counts, n)
+		}
+		if counts[0] != 2 || counts[1] != 1 || counts[2] != 0 {
+			t.Fatalf("batches deleted %v, want [2 1 0]", counts)
+		}
+		_, err := s.GetIdempotencyRecord(ctx, liveKey)
+		mustOK(t, err)
+		// The items stay: only the records of their keys are gone.
+		for _, key := range expired {
+			_, err := s.GetIdempotencyRecord(ctx, key)
+			mustKind(t, err, domain.KindNotFound)
+		}
 	})
 
 	t.Run("update checks the version", func(t *testing.T) {
