@@ -417,7 +417,9 @@ def fresh_database(admin_dsn: str) -> str:
 
 ENGINES = ("postgresql", "mysql", "mariadb", "sqlite")
 CONTRACT = ("create_and_get", "duplicate_id_is_a_conflict", "missing_is_not_found",
-            "idempotency_record_is_written_with_the_item,_once", "update_checks_the_version",
+            "idempotency_record_is_written_with_the_item,_once",
+            "an_expired_idempotency_record_is_absent_and_its_key_reusable",
+            "the_sweep_deletes_expired_idempotency_records_in_batches", "update_checks_the_version",
             "delete", "list_pages_in_ID_order", "a_cancelled_context_is_unavailable,_not_internal")
 
 
