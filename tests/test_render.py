@@ -375,7 +375,7 @@ def test_data_layer_renders_one_package_and_no_sqlc(tmp_path, layer):
     assert not (proj / "sqlc.yaml").exists() and not (store / "queries").exists()
     assert not list(store.rglob("gen")) and not (store / "sqlite" / "item.go").exists()
     assert "SQLC" not in (proj / "Makefile").read_text()
-    assert f"{layer}store.New(e, cfg.IdempotencyTTL)" in (store / "store.go").read_text()
+    assert f"{layer}store.New(e)" in (store / "store.go").read_text()
     gomod = (proj / "go.mod").read_text()
     if layer == "gorm":
         assert "gorm.io/driver/mysql" in gomod and "gorm.io/driver/sqlite" in gomod

@@ -40,7 +40,7 @@ func sweepOnce(ctx context.Context, db store.Store, timeout time.Duration) (int6
 	var deleted int64
 	for {
 		bctx, cancel := context.WithTimeout(ctx, timeout)
-		n, err := db.DeleteExpiredIdempotencyRecords(bctx, sweepBatch)
+		n, err := db.SweepIdempotencyRecords(bctx, sweepBatch)
 		cancel()
 		deleted += n
 		if err != nil || n < sweepBatch {

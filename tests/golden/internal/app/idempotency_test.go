@@ -13,7 +13,7 @@ import (
 	"github.com/example/my-service/internal/store"
 )
 
-// sweepStore answers DeleteExpiredIdempotencyRecords from a script; the rest of the
+// sweepStore answers SweepIdempotencyRecords from a script; the rest of the
 // store is not used.
 type sweepStore struct {
 	store.Store
@@ -24,7 +24,7 @@ type sweepStore struct {
 	noDeadline bool // a call came without a deadline
 }
 
-func (s *sweepStore) DeleteExpiredIdempotencyRecords(ctx context.Context, limit int) (int64, error) {
+func (s *sweepStore) SweepIdempotencyRecords(ctx context.Context, limit int) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := ctx.Deadline(); !ok {

@@ -29,9 +29,9 @@ type ItemStore interface {
 	// expectedVersion, bumping the version; KindNotFound when no row matched.
 	UpdateItem(ctx context.Context, it domain.Item, expectedVersion int64) (domain.Item, error)
 	DeleteItem(ctx context.Context, id string) error
-	// GetIdempotencyRecord returns the record of key: KindNotFound when there is none or
-	// it is older than the store's TTL (IDEMPOTENCY_TTL). The store then forgets an
-	// expired record, so its key makes a new item.
+	// GetIdempotencyRecord returns the record of key, KindNotFound when there is none.
+	// The store the service runs on also counts a record older than IDEMPOTENCY_TTL as
+	// none, and forgets it, so its key makes a new item (internal/store/idempotency.go).
 	GetIdempotencyRecord(ctx context.Context, key string) (domain.IdempotencyRecord, error)
 }
 

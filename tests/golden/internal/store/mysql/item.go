@@ -97,9 +97,6 @@ func (s *Store) GetIdempotencyRecord(ctx context.Context, key string) (domain.Id
 	if err != nil {
 		return domain.IdempotencyRecord{}, mapErr(err, "idempotency key")
 	}
-	if err := s.checkExpiry(ctx, key, row.CreatedAt); err != nil {
-		return domain.IdempotencyRecord{}, err
-	}
 	return domain.IdempotencyRecord{Key: key, RequestHash: row.RequestHash, ResourceID: row.ResourceID, CreatedAt: row.CreatedAt}, nil
 }
 

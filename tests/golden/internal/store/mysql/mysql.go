@@ -21,7 +21,6 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/pressly/goose/v3"
 
-	"github.com/example/my-service/internal/domain"
 	"github.com/example/my-service/internal/store/migrations"
 	"github.com/example/my-service/internal/store/mysql/gen"
 	"github.com/example/my-service/internal/store/storeerr"
@@ -36,8 +35,7 @@ const (
 	MariaDB Flavor = "mariadb"
 )
 
-// Options tune the connection pools and the retry of write transactions; IdempotencyTTL
-// is how long an idempotency record is replayed.
+// Options tune the connection pools and the retry of write transactions.
 type Options struct {
 	Flavor           Flavor
 	MaxConns         int
@@ -45,7 +43,6 @@ type Options struct {
 	ConnMaxIdleTime  time.Duration
 	StatementTimeout time.Duration
 	Retry            RetryPolicy
-	IdempotencyTTL   time.Duration
 }
 
 // Store is a MySQL or MariaDB database; it implements the service's store interfaces.
@@ -55,7 +52,6 @@ type Store struct {
 	causal *sql.DB // reads that must see this service's own writes (Galera)
 	q      *gen.Queries
 	qc     *gen.Queries
-	ttl    time.Duration // of idempotency records
 	retry  RetryPolicy
 }
 
@@ -66,7 +62,7 @@ func Open(dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{flavor: opts.Flavor, retry: opts.Retry, ttl: opts.IdempotencyTTL}
+	s := &Store{flavor: opts.Flavor, retry: opts.Retry}
 	if s.db, err = openPool(cfg, opts); err != nil {
 		return nil, err
 	}
@@ -211,41 +207,28 @@ func (s *Store) inTx(ctx context.Context, fn func(q *gen.Queries) error) error {
 // mapErr gives database errors their domain kinds.
 func mapErr(err error, what string) error { return storeerr.Map(err, what, classify(err)) }
 
-// DeleteExpiredIdempotencyRecords deletes up to limit idempotency records older than the
-// TTL, oldest first, and returns how many it deleted.
-func (s *Store) DeleteExpiredIdempotencyRecords(ctx context.Context, limit int) (int64, error) {
+// DeleteExpiredIdempotencyRecord deletes the idempotency record of key if it was created
+// before expiredBefore (a record a concurrent create has just written stays).
+func (s *Store) DeleteExpiredIdempotencyRecord(ctx context.Context, key string, expiredBefore time.Time) error {
+	err := withRetry(ctx, s.retry, func(ctx context.Context) error {
+		_, err := s.q.DeleteExpiredIdempotencyRecord(ctx, gen.DeleteExpiredIdempotencyRecordParams{RecordKey: key, ExpiredBefore: expiredBefore})
+		return err
+	})
+	return mapErr(err, "idempotency key")
+}
+
+// DeleteExpiredIdempotencyRecords deletes up to limit idempotency records created before
+// expiredBefore, oldest first, and returns how many it deleted.
+func (s *Store) DeleteExpiredIdempotencyRecords(ctx context.Context, expiredBefore time.Time, limit int) (int64, error) {
 	var n int64
 	err := withRetry(ctx, s.retry, func(ctx context.Context) (err error) {
 		n, err = s.q.DeleteExpiredIdempotencyRecords(ctx, gen.DeleteExpiredIdempotencyRecordsParams{
-			CreatedAt: s.expiredBefore(), Limit: int32(min(limit, 1<<20)), //nolint:gosec // bounded above
+			CreatedAt: expiredBefore, Limit: int32(min(limit, 1<<20)), //nolint:gosec // bounded above
 		})
 		return err
 	})
 	return n, mapErr(err, "expired idempotency records")
 }
-
-// checkExpiry returns nil for an idempotency record made at createdAt that is still live.
-// An expired one is deleted, unless a concurrent create has replaced it since, and is
-// reported as KindNotFound: to the service the key is unused.
-func (s *Store) checkExpiry(ctx context.Context, key string, createdAt time.Time) error {
-	before := s.expiredBefore()
-	if !createdAt.Before(before) {
-		return nil
-	}
-	err := withRetry(ctx, s.retry, func(ctx context.Context) error {
-		_, err := s.q.DeleteIdempotencyRecordIfExpired(ctx, gen.DeleteIdempotencyRecordIfExpiredParams{
-			RecordKey: key, ExpiredBefore: before,
-		})
-		return err
-	})
-	if err != nil {
-		return mapErr(err, "idempotency key")
-	}
-	return domain.Errorf(domain.KindNotFound, "idempotency key not found")
-}
-
-// expiredBefore is the creation time before which idempotency records have expired.
-func (s *Store) expiredBefore() time.Time { return time.Now().UTC().Add(-s.ttl) }
 
 func classify(err error) storeerr.Class {
 	class := storeerr.Other

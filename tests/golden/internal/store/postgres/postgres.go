@@ -18,21 +18,18 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
-	"github.com/example/my-service/internal/domain"
 	"github.com/example/my-service/internal/store/migrations"
 	"github.com/example/my-service/internal/store/postgres/gen"
 	"github.com/example/my-service/internal/store/storeerr"
 )
 
-// Options tune the connection pool; IdempotencyTTL is how long an idempotency record is
-// replayed.
+// Options tune the connection pool.
 type Options struct {
 	MaxConns         int32
 	MinConns         int32
 	ConnMaxLifetime  time.Duration
 	ConnMaxIdleTime  time.Duration
 	StatementTimeout time.Duration
-	IdempotencyTTL   time.Duration
 }
 
 // Store is a PostgreSQL database; it implements the service's store interfaces.
@@ -40,7 +37,6 @@ type Store struct {
 	pool *pgxpool.Pool
 	db   *sql.DB // database/sql over the same pool (migrations)
 	q    *gen.Queries
-	ttl  time.Duration // of idempotency records
 }
 
 // Open configures a pool for dsn (a postgres:// URL or key=value string). It does not
@@ -59,7 +55,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgresql pool: %w", err)
 	}
-	return &Store{pool: pool, db: stdlib.OpenDBFromPool(pool), q: gen.New(pool), ttl: opts.IdempotencyTTL}, nil
+	return &Store{pool: pool, db: stdlib.OpenDBFromPool(pool), q: gen.New(pool)}, nil
 }
 
 // Ping checks that the database answers.
@@ -117,30 +113,18 @@ func classify(err error) storeerr.Class {
 // mapErr gives database errors their domain kinds.
 func mapErr(err error, what string) error { return storeerr.Map(err, what, classify(err)) }
 
-// DeleteExpiredIdempotencyRecords deletes up to limit idempotency records older than the
-// TTL, oldest first, and returns how many it deleted.
-func (s *Store) DeleteExpiredIdempotencyRecords(ctx context.Context, limit int) (int64, error) {
+// DeleteExpiredIdempotencyRecord deletes the idempotency record of key if it was created
+// before expiredBefore (a record a concurrent create has just written stays).
+func (s *Store) DeleteExpiredIdempotencyRecord(ctx context.Context, key string, expiredBefore time.Time) error {
+	_, err := s.q.DeleteExpiredIdempotencyRecord(ctx, gen.DeleteExpiredIdempotencyRecordParams{RecordKey: key, ExpiredBefore: expiredBefore})
+	return mapErr(err, "idempotency key")
+}
+
+// DeleteExpiredIdempotencyRecords deletes up to limit idempotency records created before
+// expiredBefore, oldest first, and returns how many it deleted.
+func (s *Store) DeleteExpiredIdempotencyRecords(ctx context.Context, expiredBefore time.Time, limit int) (int64, error) {
 	n, err := s.q.DeleteExpiredIdempotencyRecords(ctx, gen.DeleteExpiredIdempotencyRecordsParams{
-		ExpiredBefore: s.expiredBefore(), BatchSize: int32(min(limit, 1<<20)), //nolint:gosec // bounded above
+		ExpiredBefore: expiredBefore, BatchSize: int32(min(limit, 1<<20)), //nolint:gosec // bounded above
 	})
 	return n, mapErr(err, "expired idempotency records")
 }
-
-// checkExpiry returns nil for an idempotency record made at createdAt that is still live.
-// An expired one is deleted, unless a concurrent create has replaced it since, and is
-// reported as KindNotFound: to the service the key is unused.
-func (s *Store) checkExpiry(ctx context.Context, key string, createdAt time.Time) error {
-	before := s.expiredBefore()
-	if !createdAt.Before(before) {
-		return nil
-	}
-	if _, err := s.q.DeleteIdempotencyRecordIfExpired(ctx, gen.DeleteIdempotencyRecordIfExpiredParams{
-		RecordKey: key, ExpiredBefore: before,
-	}); err != nil {
-		return mapErr(err, "idempotency key")
-	}
-	return domain.Errorf(domain.KindNotFound, "idempotency key not found")
-}
-
-// expiredBefore is the creation time before which idempotency records have expired.
-func (s *Store) expiredBefore() time.Time { return time.Now().UTC().Add(-s.ttl) }

@@ -15,26 +15,22 @@ import (
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
-	"github.com/example/my-service/internal/domain"
 	"github.com/example/my-service/internal/store/migrations"
 	"github.com/example/my-service/internal/store/sqlite/gen"
 	"github.com/example/my-service/internal/store/storeerr"
 )
 
-// Options tune the connection pool; IdempotencyTTL is how long an idempotency record is
-// replayed.
+// Options tune the connection pool.
 type Options struct {
 	MaxConns        int
 	ConnMaxLifetime time.Duration
 	BusyTimeout     time.Duration
-	IdempotencyTTL  time.Duration
 }
 
 // Store is a SQLite database; it implements the service's store interfaces.
 type Store struct {
-	db  *sql.DB
-	q   *gen.Queries
-	ttl time.Duration // of idempotency records
+	db *sql.DB
+	q  *gen.Queries
 }
 
 // Open opens (creating if needed) the SQLite database at dsn, a file path or a "file:"
@@ -47,7 +43,7 @@ func Open(dsn string, opts Options) (*Store, error) {
 	db.SetMaxOpenConns(opts.MaxConns)
 	db.SetMaxIdleConns(opts.MaxConns)
 	db.SetConnMaxLifetime(opts.ConnMaxLifetime)
-	return &Store{db: db, q: gen.New(db), ttl: opts.IdempotencyTTL}, nil
+	return &Store{db: db, q: gen.New(db)}, nil
 }
 
 func withPragmas(dsn string, busy time.Duration) string {
@@ -93,31 +89,18 @@ func classify(err error) storeerr.Class {
 // mapErr gives database errors their domain kinds.
 func mapErr(err error, what string) error { return storeerr.Map(err, what, classify(err)) }
 
-// DeleteExpiredIdempotencyRecords deletes up to limit idempotency records older than the
-// TTL, oldest first, and returns how many it deleted.
-func (s *Store) DeleteExpiredIdempotencyRecords(ctx context.Context, limit int) (int64, error) {
+// DeleteExpiredIdempotencyRecord deletes the idempotency record of key if it was created
+// before expiredBefore (a record a concurrent create has just written stays).
+func (s *Store) DeleteExpiredIdempotencyRecord(ctx context.Context, key string, expiredBefore time.Time) error {
+	_, err := s.q.DeleteExpiredIdempotencyRecord(ctx, gen.DeleteExpiredIdempotencyRecordParams{RecordKey: key, ExpiredBefore: expiredBefore})
+	return mapErr(err, "idempotency key")
+}
+
+// DeleteExpiredIdempotencyRecords deletes up to limit idempotency records created before
+// expiredBefore, oldest first, and returns how many it deleted.
+func (s *Store) DeleteExpiredIdempotencyRecords(ctx context.Context, expiredBefore time.Time, limit int) (int64, error) {
 	n, err := s.q.DeleteExpiredIdempotencyRecords(ctx, gen.DeleteExpiredIdempotencyRecordsParams{
-		ExpiredBefore: s.expiredBefore(), BatchSize: int64(limit),
+		ExpiredBefore: expiredBefore, BatchSize: int64(limit),
 	})
 	return n, mapErr(err, "expired idempotency records")
 }
-
-// checkExpiry returns nil for an idempotency record made at createdAt that is still live.
-// An expired one is deleted, unless a concurrent create has replaced it since, and is
-// reported as KindNotFound: to the service the key is unused.
-func (s *Store) checkExpiry(ctx context.Context, key string, createdAt time.Time) error {
-	before := s.expiredBefore()
-	if !createdAt.Before(before) {
-		return nil
-	}
-	if _, err := s.q.DeleteIdempotencyRecordIfExpired(ctx, gen.DeleteIdempotencyRecordIfExpiredParams{
-		RecordKey: key, ExpiredBefore: before,
-	}); err != nil {
-		return mapErr(err, "idempotency key")
-	}
-	return domain.Errorf(domain.KindNotFound, "idempotency key not found")
-}
-
-// expiredBefore is the creation time before which idempotency records have expired. It
-// is UTC, as the records' times are: SQLite compares them as text.
-func (s *Store) expiredBefore() time.Time { return time.Now().UTC().Add(-s.ttl) }

@@ -36,9 +36,8 @@ func Prepare(tb testing.TB, s Lifecycle) {
 	}
 }
 
-// Run exercises s, a freshly migrated and empty store opened by Open (so its idempotency
-// records expire after IdempotencyTTL).
-func Run(t *testing.T, s store.Store) {
+// Run exercises s, a freshly migrated and empty adapter.
+func Run(t *testing.T, s store.Adapter) {
 	t.Helper()
 	ctx := t.Context()
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -95,56 +94,61 @@ func Run(t *testing.T, s store.Store) {
 		mustKind(t, err, domain.KindNotFound)
 	})
 
-	t.Run("an expired idempotency record is absent and its key reusable", func(t *testing.T) {
-		old := newItem("expired")
-		rec := &domain.IdempotencyRecord{Key: "k-" + old.ID, RequestHash: "h", ResourceID: old.ID, CreatedAt: now.Add(-IdempotencyTTL - time.Minute)}
-		mustOK(t, s.CreateItem(ctx, old, rec))
-		_, err := s.GetIdempotencyRecord(ctx, rec.Key)
-		mustKind(t, err, domain.KindNotFound)
-		// The lookup forgot the record: a new item takes the key.
-		fresh := newItem("fresh")
-		mustOK(t, s.CreateItem(ctx, fresh, &domain.IdempotencyRecord{Key: rec.Key, RequestHash: "h2", ResourceID: fresh.ID, CreatedAt: now}))
-		got, err := s.GetIdempotencyRecord(ctx, rec.Key)
+	// Records created before cutoff have expired (the store above the adapter decides when).
+	cutoff := now.Add(-time.Hour)
+	record := func(it domain.Item, key string, created time.Time) *domain.IdempotencyRecord {
+		return &domain.IdempotencyRecord{Key: key, RequestHash: "h", ResourceID: it.ID, CreatedAt: created}
+	}
+
+	t.Run("an expired idempotency record is deleted, a live one kept", func(t *testing.T) {
+		old, young := newItem("old"), newItem("young")
+		mustOK(t, s.CreateItem(ctx, old, record(old, "old-"+old.ID, cutoff.Add(-time.Minute))))
+		mustOK(t, s.CreateItem(ctx, young, record(young, "young-"+young.ID, cutoff.Add(time.Minute))))
+		mustOK(t, s.DeleteExpiredIdempotencyRecord(ctx, "young-"+young.ID, cutoff))
+		_, err := s.GetIdempotencyRecord(ctx, "young-"+young.ID)
 		mustOK(t, err)
-		if got.ResourceID != fresh.ID || got.RequestHash != "h2" {
-			t.Fatalf("record: got %+v, want the new item's", got)
-		}
-		// A record just inside its lifetime is still replayed.
-		young := newItem("young")
-		rec = &domain.IdempotencyRecord{Key: "k-" + young.ID, RequestHash: "h", ResourceID: young.ID, CreatedAt: now.Add(-IdempotencyTTL + time.Minute)}
-		mustOK(t, s.CreateItem(ctx, young, rec))
-		_, err = s.GetIdempotencyRecord(ctx, rec.Key)
+		mustOK(t, s.DeleteExpiredIdempotencyRecord(ctx, "old-"+old.ID, cutoff))
+		_, err = s.GetIdempotencyRecord(ctx, "old-"+old.ID)
+		mustKind(t, err, domain.KindNotFound)
+		mustOK(t, s.DeleteExpiredIdempotencyRecord(ctx, "no-such-key", cutoff))
+		// The key is free again, and the item it named stays.
+		again := newItem("again")
+		mustOK(t, s.CreateItem(ctx, again, record(again, "old-"+old.ID, now)))
+		_, err = s.GetItem(ctx, old.ID)
 		mustOK(t, err)
 	})
 
-	t.Run("the sweep deletes expired idempotency records in batches", func(t *testing.T) {
-		var expired []string
+	t.Run("expired idempotency records are swept in batches, oldest first", func(t *testing.T) {
+		var keys []string // oldest first
 		for i := range 3 {
 			it := newItem(fmt.Sprintf("sweep-%d", i))
-			key := "sweep-" + it.ID
-			created := now.Add(-IdempotencyTTL - time.Duration(i+1)*time.Minute)
-			mustOK(t, s.CreateItem(ctx, it, &domain.IdempotencyRecord{Key: key, RequestHash: "h", ResourceID: it.ID, CreatedAt: created}))
-			expired = append(expired, key)
+			keys = append(keys, "sweep-"+it.ID)
+			mustOK(t, s.CreateItem(ctx, it, record(it, keys[i], cutoff.Add(time.Duration(i-3)*time.Minute))))
 		}
 		live := newItem("live")
-		liveKey := "sweep-" + live.ID
-		mustOK(t, s.CreateItem(ctx, live, &domain.IdempotencyRecord{Key: liveKey, RequestHash: "h", ResourceID: live.ID, CreatedAt: now}))
-		var counts []int64
-		for range 3 {
-			n, err := s.DeleteExpiredIdempotencyRecords(ctx, 2)
-			mustOK(t, err)
-			counts = append(counts, n)
-		}
-		if counts[0] != 2 || counts[1] != 1 || counts[2] != 0 {
-			t.Fatalf("batches deleted %v, want [2 1 0]", counts)
-		}
-		_, err := s.GetIdempotencyRecord(ctx, liveKey)
+		mustOK(t, s.CreateItem(ctx, live, record(live, "live-"+live.ID, now)))
+		n, err := s.DeleteExpiredIdempotencyRecords(ctx, cutoff, 2)
 		mustOK(t, err)
-		// The items stay: only the records of their keys are gone.
-		for _, key := range expired {
-			_, err := s.GetIdempotencyRecord(ctx, key)
-			mustKind(t, err, domain.KindNotFound)
+		if n != 2 {
+			t.Fatalf("first batch deleted %d, want 2", n)
 		}
+		for i, key := range keys {
+			_, err := s.GetIdempotencyRecord(ctx, key)
+			if i < 2 {
+				mustKind(t, err, domain.KindNotFound)
+			} else {
+				mustOK(t, err) // the youngest expired record waits for the next batch
+			}
+		}
+		for _, want := range []int64{1, 0} {
+			n, err := s.DeleteExpiredIdempotencyRecords(ctx, cutoff, 2)
+			mustOK(t, err)
+			if n != want {
+				t.Fatalf("a later batch deleted %d, want %d", n, want)
+			}
+		}
+		_, err = s.GetIdempotencyRecord(ctx, "live-"+live.ID)
+		mustOK(t, err)
 	})
 
 	t.Run("update checks the version", func(t *testing.T) {

@@ -1,4 +1,4 @@
--- name: DeleteIdempotencyRecordIfExpired :execrows
+-- name: DeleteExpiredIdempotencyRecord :execrows
 -- A lookup that finds an expired record (older than IDEMPOTENCY_TTL) deletes it, unless a
 -- concurrent create has replaced it since; the key then works as new.
 DELETE FROM idempotency_keys

@@ -10,6 +10,26 @@ import (
 	"time"
 )
 
+const deleteExpiredIdempotencyRecord = `-- name: DeleteExpiredIdempotencyRecord :execrows
+DELETE FROM idempotency_keys
+WHERE key = ?1 AND created_at < ?2
+`
+
+type DeleteExpiredIdempotencyRecordParams struct {
+	RecordKey     string
+	ExpiredBefore time.Time
+}
+
+// A lookup that finds an expired record (older than IDEMPOTENCY_TTL) deletes it, unless a
+// concurrent create has replaced it since; the key then works as new.
+func (q *Queries) DeleteExpiredIdempotencyRecord(ctx context.Context, arg DeleteExpiredIdempotencyRecordParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, deleteExpiredIdempotencyRecord, arg.RecordKey, arg.ExpiredBefore)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
 const deleteExpiredIdempotencyRecords = `-- name: DeleteExpiredIdempotencyRecords :execrows
 DELETE FROM idempotency_keys
 WHERE key IN (
@@ -29,26 +49,6 @@ type DeleteExpiredIdempotencyRecordsParams struct {
 // index.
 func (q *Queries) DeleteExpiredIdempotencyRecords(ctx context.Context, arg DeleteExpiredIdempotencyRecordsParams) (int64, error) {
 	result, err := q.db.ExecContext(ctx, deleteExpiredIdempotencyRecords, arg.ExpiredBefore, arg.BatchSize)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected()
-}
-
-const deleteIdempotencyRecordIfExpired = `-- name: DeleteIdempotencyRecordIfExpired :execrows
-DELETE FROM idempotency_keys
-WHERE key = ?1 AND created_at < ?2
-`
-
-type DeleteIdempotencyRecordIfExpiredParams struct {
-	RecordKey     string
-	ExpiredBefore time.Time
-}
-
-// A lookup that finds an expired record (older than IDEMPOTENCY_TTL) deletes it, unless a
-// concurrent create has replaced it since; the key then works as new.
-func (q *Queries) DeleteIdempotencyRecordIfExpired(ctx context.Context, arg DeleteIdempotencyRecordIfExpiredParams) (int64, error) {
-	result, err := q.db.ExecContext(ctx, deleteIdempotencyRecordIfExpired, arg.RecordKey, arg.ExpiredBefore)
 	if err != nil {
 		return 0, err
 	}
