@@ -93,13 +93,25 @@ def project_dirs() -> set[str]:
     return {str(p) for p in Path(".").rglob("*") if p.is_dir() and ".git" not in p.parts}
 
 
-def deleted_by_team(path: str, dirs_before: set[str] | None) -> bool:
+def ever_committed(path: str) -> bool | None:
+    """Whether the service's git history (cwd) has held path; None without a history to ask."""
+    try:
+        out = subprocess.run(["git", "log", "--all", "-n", "1", "--format=%H", "--", path],
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return bool(out.strip())
+
+
+def deleted_by_team(path: str, dirs_before: set[str] | None, committed: bool | None = None) -> bool:
     """A team-owned file the update brought back: the team deleted it when its package was
-    already there; in a package new to the service (a data layer or transport the new answers
-    add) it is new in the template and stays."""
+    already there and the service's history had it (committed). In a package new to the
+    service (a data layer or transport the new answers add), or never in the history (a file
+    new in this template version, such as a new migration or queries file), it is new and
+    stays. Unknown history (committed None): the package rule alone."""
     if dirs_before is None:
         return True
-    return str(Path(path).parent) in dirs_before
+    return str(Path(path).parent) in dirs_before and committed is not False
 
 
 ROUTES = Path("internal/httpapi/routes.go")
@@ -226,11 +238,11 @@ def after(answers_file: Path, version_from: str, version_to: str) -> None:
         dirs = set(yaml.safe_load(dirs_file.read_text(encoding="utf-8")) or []) if dirs_file.is_file() else None
         answers = yaml.safe_load(answers_file.read_text(encoding="utf-8")) or {}
         for path in sorted(team_owned_files(answers) - kept):
-            if deleted_by_team(path, dirs):
+            if deleted_by_team(path, dirs, ever_committed(path)):
                 Path(path).unlink()
                 notes.append(f"left `{path}` out: the file is the team's and was not there before the update")
             else:
-                notes.append(f"added `{path}`: new with this update's answers (a package the service did not have); it is the team's from now on")
+                notes.append(f"added `{path}`: new with this update (a new file, or a package the service did not have); it is the team's from now on")
     note = upgrade_routes(go_module())
     if note:
         notes.append(note)

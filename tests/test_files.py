@@ -82,22 +82,25 @@ def test_an_unknown_flag_is_an_error():
 
 
 # ----------------------------------------------------------------- option value -> files
-GRPC = {"api/proto/my_service/v1/item.proto", "buf.gen.yaml", "buf.yaml", "internal/grpcapi/auth.go", "internal/grpcapi/errors.go",
-        "internal/grpcapi/grpcapi_test.go", "internal/grpcapi/guard_test.go", "internal/grpcapi/item.go", "internal/grpcapi/server.go"}
+GRPC = {"api/proto/my_service/v1/item.proto", "buf.gen.yaml", "buf.yaml", "internal/grpcapi/auth.go", "internal/grpcapi/codec.go",
+        "internal/grpcapi/codec_test.go", "internal/grpcapi/errors.go", "internal/grpcapi/grpcapi_test.go",
+        "internal/grpcapi/guard_test.go", "internal/grpcapi/item.go", "internal/grpcapi/server.go"}
 REST = {f"internal/httpapi/{f}.go" for f in ("auth", "errors", "handler", "item", "item_test", "json", "middleware",
                                                  "middleware_test", "router", "routes", "security_test", "server", "fuzz_test")}
 def sqlc_files(*dialects: str) -> set[str]:
     out = set()
     for d in dialects:
-        out |= {f"internal/store/queries/{d}/item.sql", f"internal/store/queries/{d}/idempotency.sql", f"internal/store/{d}/item.go"}
-        out |= {f"internal/store/{d}/gen/{f}.go" for f in ("db", "models", "item.sql", "idempotency.sql")}
+        out |= {f"internal/store/queries/{d}/{f}.sql" for f in ("item", "idempotency", "idempotency_expiry")}
+        out |= {f"internal/store/{d}/item.go"}
+        out |= {f"internal/store/{d}/gen/{f}.go" for f in ("db", "models", "item.sql", "idempotency.sql", "idempotency_expiry.sql")}
     return out
 
 
 def engine_files(dialect: str) -> set[str]:
     own = {"postgres": {"internal/store/postgres/postgres.go", "internal/store/postgres/postgres_test.go"},
            "mysql": {f"internal/store/mysql/{f}.go" for f in ("mysql", "mysql_test", "retry", "retry_test", "sql_test")}}[dialect]
-    migrations = {f"internal/store/migrations/{dialect}/00001_init.sql", f"internal/store/migrations/{dialect}/00002_idempotency_keys.sql"}
+    migrations = {f"internal/store/migrations/{dialect}/{f}.sql"
+                  for f in ("00001_init", "00002_idempotency_keys", "00003_idempotency_keys_created_at")}
     return own | migrations | sqlc_files(dialect)
 
 

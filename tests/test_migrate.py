@@ -79,3 +79,31 @@ def test_a_team_file_comes_back_deleted_only_where_its_package_was_there():
     assert migrate.deleted_by_team("internal/httpapi/item.go", before)
     assert not migrate.deleted_by_team("internal/store/gormstore/item.go", before)
     assert migrate.deleted_by_team("internal/store/gormstore/item.go", None)  # no record: the old rule
+
+
+def test_a_team_file_new_in_the_template_is_kept():
+    """A team-owned file the service's history never had is new in this template version
+    (a new migration, queries file or its sqlc output): the update keeps it."""
+    before = {"internal/store/sqlite/gen"}
+    path = "internal/store/sqlite/gen/idempotency_expiry.sql.go"
+    assert not migrate.deleted_by_team(path, before, committed=False)
+    assert migrate.deleted_by_team(path, before, committed=True)  # the team deleted it
+    assert migrate.deleted_by_team(path, before, committed=None)  # no history: the package rule
+
+
+def test_ever_committed_asks_the_service_history(tmp_path, monkeypatch):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    monkeypatch.chdir(tmp_path)
+    assert migrate.ever_committed("a.sql") is None  # not a repository
+    git("init", "-q")
+    (tmp_path / "a.sql").write_text("x")
+    git("add", "a.sql")
+    git("commit", "-qm", "a")
+    git("rm", "-q", "a.sql")
+    git("commit", "-qm", "the team deletes a")
+    assert migrate.ever_committed("a.sql") is True
+    assert migrate.ever_committed("b.sql") is False

@@ -420,7 +420,9 @@ def fresh_database(admin_dsn: str) -> str:
 
 ENGINES = ("postgresql", "mysql", "mariadb", "sqlite")
 CONTRACT = ("create_and_get", "duplicate_id_is_a_conflict", "missing_is_not_found",
-            "idempotency_record_is_written_with_the_item,_once", "update_checks_the_version",
+            "idempotency_record_is_written_with_the_item,_once",
+            "an_expired_idempotency_record_is_deleted,_a_live_one_kept",
+            "expired_idempotency_records_are_swept_in_batches,_oldest_first", "update_checks_the_version",
             "delete", "list_pages_in_ID_order", "a_cancelled_context_is_unavailable,_not_internal")
 
 
@@ -436,6 +438,7 @@ def test_every_engine_passes_the_store_contract_on_a_real_server(projects, layer
     assert "SKIP" not in proc.stdout, proc.stdout
     for engine in ENGINES:
         assert f"--- PASS: TestContract/{engine} " in proc.stdout, (layer, engine)
+        assert f"--- PASS: TestIdempotencyRecordsExpire/{engine} " in proc.stdout, (layer, engine)
         for case in CONTRACT:
             assert f"--- PASS: TestContract/{engine}/{case} " in proc.stdout, (layer, engine, case)
     tests = ["TestWholeTransactionIsRetried", "TestRetriesDeadlocksAndGaleraConflicts", "TestDoesNotRetryOtherErrors",

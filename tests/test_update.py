@@ -192,6 +192,13 @@ def test_update_keeps_edits_and_brings_the_standard(template_repo, tmp_path):
     assert "- unconvert" in (svc / ".golangci.yml").read_text()
     middleware = (svc / "internal/httpapi/middleware.go").read_text()
     assert '"X-Content-Type-Options", "nosniff"' in middleware
+    # Files new in the template arrive even where team-owned patterns match (a migration, a
+    # queries file and its sqlc output): the service never had them, so the team did not
+    # delete them.
+    store = svc / "internal/store"
+    for new in ("migrations/sqlite/00003_idempotency_keys_created_at.sql", "queries/sqlite/idempotency_expiry.sql",
+                "sqlite/gen/idempotency_expiry.sql.go"):
+        assert (store / new).is_file(), new
 
     # The renamed question carried its answer over.
     assert a["owning_team"] == OWNER and "owner" not in a

@@ -194,6 +194,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, audit *t
 	})
 	g.Go(func() error {
 		migrateUntilDone(gctx, logger, cfg.DB.MigrateOnStart, db, state)
+		sweepIdempotencyRecords(gctx, logger, db, cfg.DB.IdempotencySweepInterval, cfg.DB.StatementTimeout)
 		return nil
 	})
 	g.Go(func() error {

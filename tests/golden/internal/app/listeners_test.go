@@ -75,6 +75,12 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // addr returns the value of key in the "listening" log line, or "".
 func (b *syncBuffer) addr(key string) string {
 	b.mu.Lock()

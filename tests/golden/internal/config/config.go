@@ -51,6 +51,11 @@ type Database struct {
 	RetryAttempts    uint64        `env:"DB_RETRY_ATTEMPTS" envDefault:"5"`
 	RetryBase        time.Duration `env:"DB_RETRY_BASE" envDefault:"10ms"`
 	RetryCap         time.Duration `env:"DB_RETRY_CAP" envDefault:"500ms"`
+
+	// An Idempotency-Key's record is replayed for IdempotencyTTL, then forgotten; expired
+	// records are deleted every IdempotencySweepInterval.
+	IdempotencyTTL           time.Duration `env:"IDEMPOTENCY_TTL" envDefault:"24h"`
+	IdempotencySweepInterval time.Duration `env:"IDEMPOTENCY_SWEEP_INTERVAL" envDefault:"10m"`
 }
 
 // Request handling and HTTP server settings: the timeout budget derives from the p99
@@ -200,6 +205,7 @@ func (c Config) Validate() error {
 		"DB_STATEMENT_TIMEOUT": c.DB.StatementTimeout, "DB_CONN_MAX_LIFETIME": c.DB.ConnMaxLifetime,
 		"OUTBOUND_TIMEOUT": c.Outbound.Timeout, "OUTBOUND_ATTEMPT_TIMEOUT": c.Outbound.AttemptTimeout,
 		"OUTBOUND_BREAKER_OPEN": c.Outbound.BreakerOpen,
+		"IDEMPOTENCY_TTL":       c.DB.IdempotencyTTL, "IDEMPOTENCY_SWEEP_INTERVAL": c.DB.IdempotencySweepInterval,
 	} {
 		check(d > 0, "%s must be a positive duration", name)
 	}
@@ -268,6 +274,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("db_type", c.DB.Type),
 		slog.Int("db_max_conns", int(c.DB.MaxConns)),
 		slog.Bool("tls", c.TLS.Enabled()),
+		slog.Duration("idempotency_ttl", c.DB.IdempotencyTTL),
 		slog.Duration("request_timeout", c.HTTP.RequestTimeout),
 		slog.Float64("rate_limit_rps", c.RateLimit.RPS),
 		slog.Bool("auth_hs256", c.Auth.JWTSecret != ""),

@@ -31,6 +31,9 @@ func TestLoadDefaults(t *testing.T) {
 	if cfg.HTTP.DrainDelay != 5*time.Second || cfg.HTTP.DrainDelay <= 0 {
 		t.Fatalf("drain delay: %v", cfg.HTTP.DrainDelay)
 	}
+	if cfg.DB.IdempotencyTTL != 24*time.Hour || cfg.DB.IdempotencySweepInterval != 10*time.Minute {
+		t.Fatalf("idempotency: TTL %v, sweep every %v", cfg.DB.IdempotencyTTL, cfg.DB.IdempotencySweepInterval)
+	}
 	if cfg.MetricsAddr != ":9090" {
 		t.Fatalf("metrics address: %s", cfg.MetricsAddr)
 	}
@@ -50,6 +53,7 @@ func TestLoadRejectsBadValues(t *testing.T) {
 		"outbound budget": {map[string]string{"DATABASE_URL": "x", "OUTBOUND_ATTEMPT_TIMEOUT": "1h"}, "OUTBOUND_ATTEMPT_TIMEOUT must not exceed OUTBOUND_TIMEOUT"},
 		"tls cert alone":  {map[string]string{"DATABASE_URL": "x", "TLS_CERT_FILE": "tls.crt"}, "TLS_CERT_FILE and TLS_KEY_FILE must be set together"},
 		"tls key alone":   {map[string]string{"DATABASE_URL": "x", "TLS_KEY_FILE": "tls.key"}, "TLS_CERT_FILE and TLS_KEY_FILE must be set together"},
+		"no idempotency":  {map[string]string{"DATABASE_URL": "x", "IDEMPOTENCY_TTL": "0s"}, "IDEMPOTENCY_TTL must be a positive duration"},
 		"short secret":    {map[string]string{"DATABASE_URL": "x", "JWT_SECRET": "short"}, "JWT_SECRET must be at least 32 bytes"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -15,10 +15,12 @@ type Item struct {
 	UpdatedAt time.Time
 }
 
-// ItemInput is what callers may set on an item.
+// ItemInput is what callers may set on an item. Every string a caller sends
+// gets the text rule (no control characters, no invalid UTF-8); notblank and text are
+// the service's own rules (internal/service/validate.go).
 type ItemInput struct {
-	Name        string `json:"name" validate:"required,max=200"`
-	Description string `json:"description" validate:"max=2000"`
+	Name        string `json:"name" validate:"required,notblank,max=200,text"`
+	Description string `json:"description" validate:"max=2000,text"`
 }
 
 // IdempotencyRecord remembers which resource a create with an Idempotency-Key made, and

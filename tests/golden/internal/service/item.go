@@ -29,6 +29,9 @@ type ItemStore interface {
 	// expectedVersion, bumping the version; KindNotFound when no row matched.
 	UpdateItem(ctx context.Context, it domain.Item, expectedVersion int64) (domain.Item, error)
 	DeleteItem(ctx context.Context, id string) error
+	// GetIdempotencyRecord returns the record of key, KindNotFound when there is none.
+	// The store the service runs on also counts a record older than IDEMPOTENCY_TTL as
+	// none, and forgets it, so its key makes a new item (internal/store/idempotency.go).
 	GetIdempotencyRecord(ctx context.Context, key string) (domain.IdempotencyRecord, error)
 }
 
@@ -61,7 +64,7 @@ func (s *Items) timestamp() time.Time {
 
 // Create makes an item. With an idempotency key, a retry of the same request gets the
 // item the first one made (replayed is true), and the same key with a different
-// request is a conflict.
+// request is a conflict. Keys belong to the caller and last IDEMPOTENCY_TTL.
 func (s *Items) Create(ctx context.Context, in domain.ItemInput, idempotencyKey string) (it domain.Item, replayed bool, err error) {
 	if err := validate(s.validate, in); err != nil {
 		return domain.Item{}, false, err
@@ -69,6 +72,11 @@ func (s *Items) Create(ctx context.Context, in domain.ItemInput, idempotencyKey 
 	if len(idempotencyKey) > 200 {
 		return domain.Item{}, false, domain.Invalid("the Idempotency-Key header is too long",
 			map[string]string{"Idempotency-Key": "must be at most 200 characters"})
+	}
+	// Keys that differ only in invalid bytes would decode alike (U+FFFD over gRPC).
+	if problem := textProblem(idempotencyKey); problem != "" {
+		return domain.Item{}, false, domain.Invalid("the Idempotency-Key is not text",
+			map[string]string{"Idempotency-Key": problem})
 	}
 	hash := requestHash(in)
 	key := ""

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -144,6 +145,36 @@ func TestCreateValidates(t *testing.T) {
 	wantKind(t, err, domain.KindInvalid)
 }
 
+func TestCreateRefusesWhatIsNotText(t *testing.T) {
+	svc := newService(newFake())
+	for _, tc := range []struct {
+		in          domain.ItemInput
+		field, want string
+	}{
+		{domain.ItemInput{Name: " \t\n "}, "name", "must not be blank"},
+		{domain.ItemInput{Name: "a\x00b"}, "name", "found U+0000 at character 2"},
+		{domain.ItemInput{Name: "a", Description: "bell\a"}, "description", "found U+0007 at character 5"},
+		{domain.ItemInput{Name: "a\u0085"}, "name", "found U+0085"},
+		{domain.ItemInput{Name: "a\xffb"}, "name", "must be valid UTF-8"},
+		{domain.ItemInput{Name: "a\uFFFDb"}, "name", "at character 2"},
+	} {
+		_, _, err := svc.Create(t.Context(), tc.in, "")
+		var de *domain.Error
+		if !errors.As(err, &de) || de.Kind != domain.KindInvalid || !strings.Contains(de.Fields[tc.field], tc.want) {
+			t.Errorf("%q: got %v (fields %v), want %s %q", tc.in, err, de, tc.field, tc.want)
+		}
+	}
+	_, _, err := svc.Create(t.Context(), domain.ItemInput{Name: "a"}, "key-\xff")
+	var de *domain.Error
+	if !errors.As(err, &de) || !strings.Contains(de.Fields["Idempotency-Key"], "valid UTF-8") {
+		t.Errorf("a key with invalid UTF-8: got %v", err)
+	}
+	// Tabs and line breaks are text; so is every other script.
+	if _, _, err := svc.Create(t.Context(), domain.ItemInput{Name: "Zoë 名前", Description: "two\r\nlines\tand a tab"}, ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestCreateIsIdempotent(t *testing.T) {
 	f := newFake()
 	svc := newService(f)
@@ -173,7 +204,13 @@ func TestCreateRaceOnKeyReplays(t *testing.T) {
 	}
 	// Hide the winner's key from the first lookup, as if its transaction had not committed
 	// yet; it commits while the second request inserts, which then hits the duplicate key.
-	rec := f.keys["items:k"]
+	if len(f.keys) != 1 {
+		t.Fatalf("%d idempotency records, want 1", len(f.keys))
+	}
+	var rec domain.IdempotencyRecord
+	for _, r := range f.keys {
+		rec = r
+	}
 	delete(f.keys, rec.Key)
 	f.onCreate = func() { f.keys[rec.Key] = rec; f.onCreate = nil }
 	got, replayed, err := svc.Create(t.Context(), in, "k")

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/example/my-service/internal/config"
 	"github.com/example/my-service/internal/service"
@@ -15,9 +16,30 @@ import (
 	"github.com/example/my-service/internal/store/sqlite"
 )
 
-// Store is a database adapter: the service's store interfaces plus lifecycle.
+// Store is what the service runs on: the service's store interfaces, with idempotency
+// records that expire (idempotency.go), plus lifecycle. Open returns it.
 type Store interface {
 	service.ItemStore
+	// SweepIdempotencyRecords deletes up to limit idempotency records older than
+	// IDEMPOTENCY_TTL, oldest first, and returns how many it deleted.
+	SweepIdempotencyRecords(ctx context.Context, limit int) (int64, error)
+	Ping(ctx context.Context) error
+	Migrate(ctx context.Context) error
+	Stats() sql.DBStats
+	Close() error
+}
+
+// Adapter is what each engine package implements: the service's store interfaces,
+// deletes of idempotency records by age, and lifecycle. The store contract
+// (internal/store/storetest) holds every one to the same behaviour.
+type Adapter interface {
+	service.ItemStore
+	// DeleteExpiredIdempotencyRecord deletes the record of key if it was created before
+	// expiredBefore.
+	DeleteExpiredIdempotencyRecord(ctx context.Context, key string, expiredBefore time.Time) error
+	// DeleteExpiredIdempotencyRecords deletes up to limit records created before
+	// expiredBefore, oldest first, and returns how many it deleted.
+	DeleteExpiredIdempotencyRecords(ctx context.Context, expiredBefore time.Time, limit int) (int64, error)
 	Ping(ctx context.Context) error
 	Migrate(ctx context.Context) error
 	Stats() sql.DBStats
@@ -27,15 +49,25 @@ type Store interface {
 // Types lists the DB_TYPE values this build accepts (the databases compiled in).
 var Types = []string{"postgresql", "mysql", "mariadb", "sqlite"}
 
-// Open returns the adapter for cfg.Type. It does
+// Open returns the store for cfg.Type: its adapter, with idempotency records that expire
+// after cfg.IdempotencyTTL.
+func Open(ctx context.Context, cfg config.Database) (Store, error) {
+	a, err := OpenAdapter(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return withIdempotencyTTL(a, cfg.IdempotencyTTL), nil
+}
+
+// OpenAdapter returns the adapter for cfg.Type. It does
 // not wait for a database server: Ping and Migrate do, so a service can start while its
 // database is still coming up.
-func Open(ctx context.Context, cfg config.Database) (Store, error) {
+func OpenAdapter(ctx context.Context, cfg config.Database) (Adapter, error) {
 	return openEngine(ctx, cfg)
 }
 
 // openEngine opens the database engine named by cfg.Type.
-func openEngine(ctx context.Context, cfg config.Database) (Store, error) {
+func openEngine(ctx context.Context, cfg config.Database) (Adapter, error) {
 	switch cfg.Type {
 	case "postgresql":
 		return postgres.Open(ctx, cfg.URL, postgres.Options{

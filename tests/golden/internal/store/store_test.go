@@ -3,6 +3,7 @@ package store_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -35,6 +36,57 @@ func TestReadOnlyDatabaseIsUnavailable(t *testing.T) {
 			var de *domain.Error
 			if err := s.Ping(t.Context()); !errors.As(err, &de) || de.Kind != domain.KindUnavailable || de.Message != "refuses writes" {
 				t.Fatalf("Ping: %v, want an unavailable error that says the database refuses writes", err)
+			}
+		})
+	}
+}
+
+// TestIdempotencyRecordsExpire: the store the service runs on forgets an idempotency
+// record older than IDEMPOTENCY_TTL (its key makes a new item) and sweeps such records,
+// on every engine compiled in.
+func TestIdempotencyRecordsExpire(t *testing.T) {
+	for _, dbType := range store.Types {
+		t.Run(dbType, func(t *testing.T) {
+			cfg := storetest.Config(t, dbType)
+			cfg.IdempotencyTTL = time.Hour
+			ctx := t.Context()
+			s, err := store.Open(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			storetest.Prepare(t, s)
+			now, ttl := time.Now().UTC().Truncate(time.Microsecond), cfg.IdempotencyTTL
+			create := func(key string, created time.Time) domain.Item {
+				t.Helper()
+				it := domain.Item{ID: uuid.Must(uuid.NewV7()).String(), Name: "n", Version: 1, CreatedAt: now, UpdatedAt: now}
+				rec := &domain.IdempotencyRecord{Key: key, RequestHash: "h", ResourceID: it.ID, CreatedAt: created}
+				if err := s.CreateItem(ctx, it, rec); err != nil {
+					t.Fatal(err)
+				}
+				return it
+			}
+
+			create("expired", now.Add(-ttl-time.Minute))
+			if _, err := s.GetIdempotencyRecord(ctx, "expired"); domain.KindOf(err) != domain.KindNotFound {
+				t.Fatalf("an expired record: got %v, want not found", err)
+			}
+			fresh := create("expired", now) // the key is free again
+			if rec, err := s.GetIdempotencyRecord(ctx, "expired"); err != nil || rec.ResourceID != fresh.ID {
+				t.Fatalf("the key's new record: %+v, %v", rec, err)
+			}
+			create("live", now.Add(-ttl+time.Minute))
+			if _, err := s.GetIdempotencyRecord(ctx, "live"); err != nil {
+				t.Fatalf("a record inside its lifetime: %v", err)
+			}
+
+			create("swept-1", now.Add(-ttl-2*time.Minute))
+			create("swept-2", now.Add(-ttl-time.Minute))
+			if n, err := s.SweepIdempotencyRecords(ctx, 10); err != nil || n != 2 {
+				t.Fatalf("the sweep deleted %d (%v), want the 2 expired records", n, err)
+			}
+			if n, err := s.SweepIdempotencyRecords(ctx, 10); err != nil || n != 0 {
+				t.Fatalf("a second sweep deleted %d (%v)", n, err)
 			}
 		})
 	}

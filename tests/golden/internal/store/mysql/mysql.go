@@ -219,6 +219,29 @@ func (s *Store) inTx(ctx context.Context, fn func(q *gen.Queries) error) error {
 // mapErr gives database errors their domain kinds.
 func mapErr(err error, what string) error { return storeerr.Map(err, what, classify(err)) }
 
+// DeleteExpiredIdempotencyRecord deletes the idempotency record of key if it was created
+// before expiredBefore (a record a concurrent create has just written stays).
+func (s *Store) DeleteExpiredIdempotencyRecord(ctx context.Context, key string, expiredBefore time.Time) error {
+	err := withRetry(ctx, s.retry, func(ctx context.Context) error {
+		_, err := s.q.DeleteExpiredIdempotencyRecord(ctx, gen.DeleteExpiredIdempotencyRecordParams{RecordKey: key, ExpiredBefore: expiredBefore})
+		return err
+	})
+	return mapErr(err, "idempotency key")
+}
+
+// DeleteExpiredIdempotencyRecords deletes up to limit idempotency records created before
+// expiredBefore, oldest first, and returns how many it deleted.
+func (s *Store) DeleteExpiredIdempotencyRecords(ctx context.Context, expiredBefore time.Time, limit int) (int64, error) {
+	var n int64
+	err := withRetry(ctx, s.retry, func(ctx context.Context) (err error) {
+		n, err = s.q.DeleteExpiredIdempotencyRecords(ctx, gen.DeleteExpiredIdempotencyRecordsParams{
+			CreatedAt: expiredBefore, Limit: int32(min(limit, 1<<20)), //nolint:gosec // bounded above
+		})
+		return err
+	})
+	return n, mapErr(err, "expired idempotency records")
+}
+
 func classify(err error) storeerr.Class {
 	class := storeerr.Other
 	var me *mysql.MySQLError

@@ -30,14 +30,18 @@ func sqlFiles(t *testing.T, pattern string) map[string]string {
 }
 
 func TestMigrationsSuitGalera(t *testing.T) {
-	create := regexp.MustCompile(`(?is)CREATE\s+TABLE.*?;`)
+	statement := regexp.MustCompile(`(?is)\b(CREATE|ALTER|DROP|RENAME)\s+(UNIQUE\s+)?(TABLE|INDEX)\b.*?;`)
+	createTable := regexp.MustCompile(`(?i)^CREATE\s+TABLE`)
 	for path, text := range sqlFiles(t, "../migrations/mysql/*.sql") {
 		up := strings.SplitN(text, "-- +goose Down", 2)[0]
-		tables := create.FindAllString(up, -1)
-		if len(tables) != 1 {
-			t.Errorf("%s: %d DDL statements, want one per migration (MySQL DDL is not transactional)", path, len(tables))
+		statements := statement.FindAllString(up, -1)
+		if len(statements) != 1 {
+			t.Errorf("%s: %d DDL statements, want one per migration (MySQL DDL is not transactional)", path, len(statements))
 		}
-		for _, ddl := range tables {
+		for _, ddl := range statements {
+			if !createTable.MatchString(ddl) {
+				continue
+			}
 			if !strings.Contains(ddl, "PRIMARY KEY") || !strings.Contains(ddl, "ENGINE=InnoDB") {
 				t.Errorf("%s: every table needs an explicit PRIMARY KEY and ENGINE=InnoDB", path)
 			}

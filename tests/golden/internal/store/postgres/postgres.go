@@ -160,3 +160,19 @@ func unavailable(code string) bool {
 
 // mapErr gives database errors their domain kinds.
 func mapErr(err error, what string) error { return storeerr.Map(err, what, classify(err)) }
+
+// DeleteExpiredIdempotencyRecord deletes the idempotency record of key if it was created
+// before expiredBefore (a record a concurrent create has just written stays).
+func (s *Store) DeleteExpiredIdempotencyRecord(ctx context.Context, key string, expiredBefore time.Time) error {
+	_, err := s.q.DeleteExpiredIdempotencyRecord(ctx, gen.DeleteExpiredIdempotencyRecordParams{RecordKey: key, ExpiredBefore: expiredBefore})
+	return mapErr(err, "idempotency key")
+}
+
+// DeleteExpiredIdempotencyRecords deletes up to limit idempotency records created before
+// expiredBefore, oldest first, and returns how many it deleted.
+func (s *Store) DeleteExpiredIdempotencyRecords(ctx context.Context, expiredBefore time.Time, limit int) (int64, error) {
+	n, err := s.q.DeleteExpiredIdempotencyRecords(ctx, gen.DeleteExpiredIdempotencyRecordsParams{
+		ExpiredBefore: expiredBefore, BatchSize: int32(min(limit, 1<<20)), //nolint:gosec // bounded above
+	})
+	return n, mapErr(err, "expired idempotency records")
+}

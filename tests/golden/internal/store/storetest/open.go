@@ -23,21 +23,15 @@ import (
 	"github.com/example/my-service/internal/store"
 )
 
-// Open returns a migrated store of type dbType (a DB_TYPE value) in a fresh database,
-// closed when the test ends. SQLite lives in a temporary directory; the servers come from
+// Config returns the settings of a fresh database of type dbType (a DB_TYPE value),
+// dropped when the test ends. SQLite lives in a temporary directory; the servers come from
 // TEST_POSTGRES_DSN and TEST_MARIADB_DSN (the test skips when its variable is unset).
-func Open(tb testing.TB, dbType string) store.Store {
-	tb.Helper()
-	return open(tb, testConfig(tb, dbType))
-}
-
-// testConfig is the configuration of a store of type dbType in a fresh database.
-func testConfig(tb testing.TB, dbType string) config.Database {
+func Config(tb testing.TB, dbType string) config.Database {
 	tb.Helper()
 	cfg := config.Database{
 		Type: dbType, MaxConns: 4, ConnMaxLifetime: time.Minute, ConnMaxIdleTime: time.Minute,
-		StatementTimeout: 5 * time.Second,
-		RetryAttempts:    5, RetryBase: time.Millisecond, RetryCap: 20 * time.Millisecond,
+		StatementTimeout: 5 * time.Second, IdempotencyTTL: 24 * time.Hour,
+		RetryAttempts: 5, RetryBase: time.Millisecond, RetryCap: 20 * time.Millisecond,
 	}
 	switch dbType {
 	case "sqlite":
@@ -55,10 +49,29 @@ func testConfig(tb testing.TB, dbType string) config.Database {
 	return cfg
 }
 
-// open returns the store cfg names, migrated, closed when the test ends.
-func open(tb testing.TB, cfg config.Database) store.Store {
+// Open returns a migrated adapter of type dbType in a fresh database (see Config), closed
+// when the test ends: what the contract (Run) holds to account.
+func Open(tb testing.TB, dbType string) store.Adapter {
 	tb.Helper()
-	s, err := store.Open(context.Background(), cfg)
+	s, err := store.OpenAdapter(context.Background(), Config(tb, dbType))
+	return ready(tb, s, err)
+}
+
+// OpenSQLite returns a migrated SQLite store as the service runs on it (store.Open: its
+// idempotency records expire), in a temporary directory, closed when the test ends: the
+// real database for tests of the layers above the store.
+func OpenSQLite(tb testing.TB) store.Store {
+	tb.Helper()
+	s, err := store.Open(context.Background(), Config(tb, "sqlite"))
+	return ready(tb, s, err)
+}
+
+// ready fails the test on err, or migrates s and closes it when the test ends.
+func ready[S interface {
+	Lifecycle
+	Close() error
+}](tb testing.TB, s S, err error) S {
+	tb.Helper()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -73,8 +86,9 @@ func open(tb testing.TB, cfg config.Database) store.Store {
 // transaction default. It stands for a database that stopped taking writes.
 func OpenReadOnly(tb testing.TB, dbType string) store.Store {
 	tb.Helper()
-	cfg := testConfig(tb, dbType)
-	open(tb, cfg)
+	cfg := Config(tb, dbType)
+	migrated, err := store.Open(context.Background(), cfg)
+	ready(tb, migrated, err) // the schema first, through a writable connection
 	switch dbType {
 	case "sqlite":
 		cfg.URL += "?mode=ro"
@@ -97,10 +111,6 @@ func OpenReadOnly(tb testing.TB, dbType string) store.Store {
 	tb.Cleanup(func() { _ = s.Close() })
 	return s
 }
-
-// OpenSQLite returns a migrated SQLite store in a temporary directory, closed when the
-// test ends: the real database for tests of the layers above the store.
-func OpenSQLite(tb testing.TB) store.Store { return Open(tb, "sqlite") }
 
 func requireEnv(tb testing.TB, name string) string {
 	tb.Helper()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/example/my-service/internal/domain"
 	"github.com/example/my-service/internal/service"
+	"github.com/example/my-service/internal/store"
 )
 
 // Lifecycle is the part of an adapter Prepare needs.
@@ -35,8 +36,8 @@ func Prepare(tb testing.TB, s Lifecycle) {
 	}
 }
 
-// Run exercises s, a freshly migrated and empty store.
-func Run(t *testing.T, s service.ItemStore) {
+// Run exercises s, a freshly migrated and empty adapter.
+func Run(t *testing.T, s store.Adapter) {
 	t.Helper()
 	ctx := t.Context()
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -91,6 +92,63 @@ func Run(t *testing.T, s service.ItemStore) {
 		mustKind(t, s.CreateItem(ctx, other, rec2), domain.KindConflict)
 		_, err = s.GetItem(ctx, other.ID)
 		mustKind(t, err, domain.KindNotFound)
+	})
+
+	// Records created before cutoff have expired (the store above the adapter decides when).
+	cutoff := now.Add(-time.Hour)
+	record := func(it domain.Item, key string, created time.Time) *domain.IdempotencyRecord {
+		return &domain.IdempotencyRecord{Key: key, RequestHash: "h", ResourceID: it.ID, CreatedAt: created}
+	}
+
+	t.Run("an expired idempotency record is deleted, a live one kept", func(t *testing.T) {
+		old, young := newItem("old"), newItem("young")
+		mustOK(t, s.CreateItem(ctx, old, record(old, "old-"+old.ID, cutoff.Add(-time.Minute))))
+		mustOK(t, s.CreateItem(ctx, young, record(young, "young-"+young.ID, cutoff.Add(time.Minute))))
+		mustOK(t, s.DeleteExpiredIdempotencyRecord(ctx, "young-"+young.ID, cutoff))
+		_, err := s.GetIdempotencyRecord(ctx, "young-"+young.ID)
+		mustOK(t, err)
+		mustOK(t, s.DeleteExpiredIdempotencyRecord(ctx, "old-"+old.ID, cutoff))
+		_, err = s.GetIdempotencyRecord(ctx, "old-"+old.ID)
+		mustKind(t, err, domain.KindNotFound)
+		mustOK(t, s.DeleteExpiredIdempotencyRecord(ctx, "no-such-key", cutoff))
+		// The key is free again, and the item it named stays.
+		again := newItem("again")
+		mustOK(t, s.CreateItem(ctx, again, record(again, "old-"+old.ID, now)))
+		_, err = s.GetItem(ctx, old.ID)
+		mustOK(t, err)
+	})
+
+	t.Run("expired idempotency records are swept in batches, oldest first", func(t *testing.T) {
+		var keys []string // oldest first
+		for i := range 3 {
+			it := newItem(fmt.Sprintf("sweep-%d", i))
+			keys = append(keys, "sweep-"+it.ID)
+			mustOK(t, s.CreateItem(ctx, it, record(it, keys[i], cutoff.Add(time.Duration(i-3)*time.Minute))))
+		}
+		live := newItem("live")
+		mustOK(t, s.CreateItem(ctx, live, record(live, "live-"+live.ID, now)))
+		n, err := s.DeleteExpiredIdempotencyRecords(ctx, cutoff, 2)
+		mustOK(t, err)
+		if n != 2 {
+			t.Fatalf("first batch deleted %d, want 2", n)
+		}
+		for i, key := range keys {
+			_, err := s.GetIdempotencyRecord(ctx, key)
+			if i < 2 {
+				mustKind(t, err, domain.KindNotFound)
+			} else {
+				mustOK(t, err) // the youngest expired record waits for the next batch
+			}
+		}
+		for _, want := range []int64{1, 0} {
+			n, err := s.DeleteExpiredIdempotencyRecords(ctx, cutoff, 2)
+			mustOK(t, err)
+			if n != want {
+				t.Fatalf("a later batch deleted %d, want %d", n, want)
+			}
+		}
+		_, err = s.GetIdempotencyRecord(ctx, "live-"+live.ID)
+		mustOK(t, err)
 	})
 
 	t.Run("update checks the version", func(t *testing.T) {
