@@ -92,6 +92,33 @@ func TestIdempotencyRecordsExpire(t *testing.T) {
 	}
 }
 
+// TestValuesTheDatabaseRefusesAreInvalid: a value that got past validation but that the
+// database will not store (PostgreSQL refuses a NUL in text) is the caller's error (400),
+// never internal; engines that store it give it back unchanged.
+func TestValuesTheDatabaseRefusesAreInvalid(t *testing.T) {
+	for _, dbType := range store.Types {
+		t.Run(dbType, func(t *testing.T) {
+			s := storetest.Open(t, dbType)
+			now := time.Now().UTC().Truncate(time.Microsecond)
+			it := domain.Item{ID: uuid.Must(uuid.NewV7()).String(), Name: "nul\x00inside", Version: 1, CreatedAt: now, UpdatedAt: now}
+			err := s.CreateItem(t.Context(), it, nil)
+			if dbType == "postgresql" && err == nil {
+				t.Fatal("PostgreSQL stored a NUL in text")
+			}
+			if err != nil {
+				if domain.KindOf(err) != domain.KindInvalid {
+					t.Fatalf("a NUL in text: %v (kind %s), want invalid", err, domain.KindOf(err))
+				}
+				return
+			}
+			got, err := s.GetItem(t.Context(), it.ID)
+			if err != nil || got.Name != it.Name {
+				t.Fatalf("stored %q, read back %q (%v)", it.Name, got.Name, err)
+			}
+		})
+	}
+}
+
 // BenchmarkGet measures get-by-id on every engine compiled in: compare ns/op across engines
 // and, between services, across data layers.
 func BenchmarkGet(b *testing.B) {

@@ -259,6 +259,8 @@ func classify(err error) storeerr.Class {
 			1053, 1927, // server shutting down, connection killed
 			1021, 1041: // disk full, out of memory
 			class = storeerr.Unavailable
+		case 1366, 1406, 1264: // incorrect string value, data too long, out of range
+			class = storeerr.Rejected
 		}
 	case errors.Is(err, mysql.ErrInvalidConn), storeerr.ConnectionLost(err):
 		class = storeerr.Unavailable

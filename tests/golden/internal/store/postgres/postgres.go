@@ -139,6 +139,8 @@ func classify(err error) storeerr.Class {
 			class = storeerr.Busy
 		case unavailable(code):
 			class = storeerr.Unavailable
+		case strings.HasPrefix(code, "22"): // data exception: bad encoding (a NUL), too long, out of range
+			class = storeerr.Rejected
 		}
 	case pgconn.SafeToRetry(err):
 		class = storeerr.Busy

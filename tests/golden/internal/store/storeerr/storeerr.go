@@ -23,6 +23,7 @@ const (
 	Duplicate                // a unique key is taken
 	Busy                     // contention or overload: try again later
 	Unavailable              // the database cannot take the work: read-only, full, failing, unreachable, shutting down
+	Rejected                 // the database refuses a value (bad encoding, too long, out of range): the caller's input
 )
 
 // Map returns err with its domain kind. what names the thing the query was about.
@@ -40,6 +41,10 @@ func Map(err error, what string, class Class) error {
 		return domain.Wrap(domain.KindUnavailable, err, "the database did not answer in time")
 	case class == Unavailable:
 		return domain.Wrap(domain.KindUnavailable, err, "the database is unavailable")
+	case class == Rejected:
+		// Validation should have caught it (the text rules); this keeps a field it does not
+		// cover from becoming a 500.
+		return domain.Wrap(domain.KindInvalid, err, "the database refused a value of the "+what)
 	default:
 		return fmt.Errorf("%s: %w", what, err)
 	}

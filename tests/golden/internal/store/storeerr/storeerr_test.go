@@ -25,6 +25,7 @@ func TestMap(t *testing.T) {
 		"duplicate": {boom, storeerr.Duplicate, domain.KindConflict},
 		"busy":      {boom, storeerr.Busy, domain.KindUnavailable},
 		"fault":     {boom, storeerr.Unavailable, domain.KindUnavailable},
+		"rejected":  {boom, storeerr.Rejected, domain.KindInvalid},
 		"deadline":  {fmt.Errorf("query: %w", context.DeadlineExceeded), storeerr.Other, domain.KindUnavailable},
 		"cancelled": {context.Canceled, storeerr.Other, domain.KindUnavailable},
 		"unknown":   {boom, storeerr.Other, domain.KindInternal},
