@@ -155,17 +155,24 @@ def _handler(receiver: "OTLPReceiver") -> type[BaseHTTPRequestHandler]:
 class OTLPReceiver:
     """OTLP/HTTP and OTLP/gRPC trace receiver on 127.0.0.1, ports chosen by the system."""
 
-    def __init__(self) -> None:
+    def __init__(self, http_port: int = 0, grpc_port: int = 0) -> None:
+        """Ports 0 (the default) let the system choose; 4318 and 4317 are OTLP's defaults."""
         self._cond = threading.Condition()
         self._spans: list[dict[str, Any]] = []
         self._requests: list[dict[str, Any]] = []
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._http = ThreadingHTTPServer(("127.0.0.1", http_port), _handler(self))
         self._http.daemon_threads = True
         self._http_thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.05},
                                              name="otlp-http", daemon=True)
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), self._grpc)
-        self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
+        try:
+            self.grpc_port = self._grpc.add_insecure_port(f"127.0.0.1:{grpc_port}")
+        except RuntimeError:
+            self.grpc_port = 0
+        if not self.grpc_port:  # older grpcio answers 0 instead of raising
+            self._http.server_close()
+            raise OSError(f"cannot listen on 127.0.0.1:{grpc_port} for OTLP/gRPC")
         self.http_port = self._http.server_address[1]
         self._started = False
 
@@ -234,7 +241,8 @@ class OTLPReceiver:
             self._spans.clear()
             self._requests.clear()
 
-    def wait_for(self, predicate: Callable[[list[dict[str, Any]]], Any], timeout: float = 10) -> list[dict[str, Any]]:
+    def wait_for(self, predicate: Callable[[list[dict[str, Any]]], Any], timeout: float = 10,
+                 what: str = "the expected spans") -> list[dict[str, Any]]:
         """Wait until predicate(spans) is truthy and return the spans; fail the test with what
         arrived when it stays false for timeout seconds."""
         deadline = time.monotonic() + timeout
@@ -247,11 +255,11 @@ class OTLPReceiver:
                 if left <= 0:
                     break
                 self._cond.wait(left)
-        pytest.fail(f"the OTLP receiver did not get the expected spans within {timeout} s; it got:\n"
+        pytest.fail(f"the OTLP receiver did not get {what} within {timeout} s; it got:\n"
                     + describe(spans) + f"\nrequests: {self.requests()}")
 
     def wait_for_spans(self, count: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
-        return self.wait_for(lambda spans: len(spans) >= count, timeout)
+        return self.wait_for(lambda spans: len(spans) >= count, timeout, f"{count} spans")
 
 
 def describe(spans: list[dict[str, Any]]) -> str:
