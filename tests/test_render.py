@@ -122,9 +122,9 @@ def test_go_mod_pins_the_standards(default):
     [
         ({"router": "gin"}, ["internal/httpapi/router.go"], ["internal/grpcapi", "api", "buf.yaml"], {"gin", "cors"}),
         ({"exposure": "internal"}, ["internal/grpcapi/server.go", "internal/grpcapi/item.go", "buf.yaml", "buf.gen.yaml",
-                                    "api/proto/my_service/v1/item.proto"], ["internal/httpapi"], {"grpc", "protobuf", "genproto_rpc"}),
+                                    "api/proto/my_service/v1/item.proto"], ["internal/httpapi"], {"grpc", "protobuf", "genproto_rpc", "otelgrpc"}),
         ({"transport": "rest+grpc"}, ["internal/httpapi/router.go", "internal/grpcapi/server.go", "api/proto/my_service/v1/item.proto"],
-         [], {"chi", "cors", "grpc", "protobuf", "genproto_rpc"}),
+         [], {"chi", "cors", "grpc", "protobuf", "genproto_rpc", "otelgrpc"}),
     ],
 )
 def test_transport_variants(tmp_path, data, present, absent, modules):
@@ -318,9 +318,9 @@ def test_copie_reports_a_bad_answer(copie):
 @pytest.mark.parametrize(
     ("databases", "dirs", "absent", "modules"),
     [
-        (["postgresql", "mysql", "mariadb", "sqlite"], ["postgres", "mysql", "sqlite"], [], {"pgx", "mysql", "retry"}),
+        (["postgresql", "mysql", "mariadb", "sqlite"], ["postgres", "mysql", "sqlite"], [], {"pgx", "otelpgx", "mysql", "retry"}),
         (["mariadb", "sqlite"], ["mysql", "sqlite"], ["postgres"], {"mysql", "retry"}),
-        (["postgresql", "sqlite"], ["postgres", "sqlite"], ["mysql"], {"pgx"}),
+        (["postgresql", "sqlite"], ["postgres", "sqlite"], ["mysql"], {"pgx", "otelpgx"}),
         (["sqlite"], ["sqlite"], ["postgres", "mysql"], set()),
     ],
 )

@@ -130,6 +130,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, audit *t
 		return fmt.Errorf("TRUSTED_PROXIES: %w", err)
 	}
 	limiter := ratelimit.New(cfg.RateLimit.RPS, cfg.RateLimit.Burst)
+	tracing, err := telemetry.NewTracing(ctx, cfg.Tracing, Version, logger)
+	if err != nil {
+		return err
+	}
+	defer flushSpans(tracing, logger)
 
 	tlsConfig, reloadTLS, err := serverTLS(cfg.TLS, logger)
 	if err != nil {
@@ -171,7 +176,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, audit *t
 	api := &http.Server{
 		Handler: httpapi.NewServer(httpapi.Deps{
 			Logger: logger, HTTP: cfg.HTTP, CORS: cfg.CORS, Policy: policy, Limiter: limiter, Proxies: proxies,
-			Audit: audit, Health: state, Metrics: metrics, Items: items,
+			Audit: audit, Health: state, Metrics: metrics, Traced: tracing.Enabled(), Items: items,
 		}),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 		ReadTimeout:       cfg.HTTP.ReadTimeout,
@@ -202,6 +207,15 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, audit *t
 		return shutdown(cfg.HTTP, logger, state, api.Shutdown, metricsSrv.Shutdown)
 	})
 	return g.Wait()
+}
+
+// flushSpans exports the spans still buffered once the servers have stopped.
+func flushSpans(tracing *telemetry.Tracing, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tracing.Shutdown(ctx); err != nil {
+		logger.Warn("shutdown", "err", err.Error())
+	}
 }
 
 // serveHTTP serves until Shutdown: HTTPS when the server has a TLS configuration (its

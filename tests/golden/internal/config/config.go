@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +37,61 @@ type Config struct {
 	// (the default; the application log is stdout), "stdout", or a file path (appended).
 	AuditLog string `env:"AUDIT_LOG" envDefault:"stderr"`
 	Outbound Outbound
+	Tracing  Tracing
+}
+
+// Tracing is OpenTelemetry tracing, set by the standard OTEL_* variables. It is on when an
+// OTLP endpoint is set and OTEL_SDK_DISABLED is not true; off, nothing is installed. The
+// exporter reads the other OTLP variables itself (OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT,
+// _COMPRESSION, _CERTIFICATE), as does the resource (OTEL_RESOURCE_ATTRIBUTES).
+type Tracing struct {
+	// Endpoint is the collector's base URL (http/protobuf appends /v1/traces);
+	// TracesEndpoint, when set, is the full URL for traces and wins.
+	Endpoint       string `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	TracesEndpoint string `env:"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"`
+	// Protocol is http/protobuf (the default) or grpc; TracesProtocol wins when set.
+	Protocol       string `env:"OTEL_EXPORTER_OTLP_PROTOCOL" envDefault:"http/protobuf"`
+	TracesProtocol string `env:"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"`
+	ServiceName    string `env:"OTEL_SERVICE_NAME" envDefault:"my-service"`
+	// Sampler is one of the standard samplers; the default keeps the caller's decision and
+	// samples SamplerArg of the traces that start here.
+	Sampler    string `env:"OTEL_TRACES_SAMPLER" envDefault:"parentbased_traceidratio"`
+	SamplerArg string `env:"OTEL_TRACES_SAMPLER_ARG" envDefault:"0.1"`
+	Disabled   bool   `env:"OTEL_SDK_DISABLED" envDefault:"false"`
+}
+
+// Samplers are the OTEL_TRACES_SAMPLER values the service accepts.
+var Samplers = []string{"always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"}
+
+// Enabled reports whether spans are exported.
+func (t Tracing) Enabled() bool {
+	return !t.Disabled && (t.Endpoint != "" || t.TracesEndpoint != "")
+}
+
+// ExportProtocol is the OTLP protocol for traces.
+func (t Tracing) ExportProtocol() string {
+	if t.TracesProtocol != "" {
+		return t.TracesProtocol
+	}
+	return t.Protocol
+}
+
+// ExportURL is where traces go: TracesEndpoint as it is, else Endpoint with the signal's
+// path for http/protobuf (the OTLP specification's rule) or as it is for gRPC.
+func (t Tracing) ExportURL() string {
+	if t.TracesEndpoint != "" {
+		return t.TracesEndpoint
+	}
+	if t.ExportProtocol() == "grpc" {
+		return t.Endpoint
+	}
+	return strings.TrimSuffix(t.Endpoint, "/") + "/v1/traces"
+}
+
+// Ratio is the sampling ratio of the ratio samplers (OTEL_TRACES_SAMPLER_ARG).
+func (t Tracing) Ratio() float64 {
+	r, _ := strconv.ParseFloat(t.SamplerArg, 64) // Validate checked it
+	return r
 }
 
 // Database settings. The pool size comes from Little's law on the peak load.
@@ -56,6 +112,9 @@ type Database struct {
 	// records are deleted every IdempotencySweepInterval.
 	IdempotencyTTL           time.Duration `env:"IDEMPOTENCY_TTL" envDefault:"24h"`
 	IdempotencySweepInterval time.Duration `env:"IDEMPOTENCY_SWEEP_INTERVAL" envDefault:"10m"`
+
+	// Traced makes every statement a span (set by Load when tracing is on; no variable).
+	Traced bool
 }
 
 // Request handling and HTTP server settings: the timeout budget derives from the p99
@@ -153,6 +212,7 @@ func Load(getenv func(string) string) (Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
+	cfg.DB.Traced = cfg.Tracing.Enabled()
 	return cfg, nil
 }
 
@@ -241,6 +301,19 @@ func (c Config) Validate() error {
 	check(!c.CORS.AllowCredentials || !slices.Contains(c.CORS.AllowedOrigins, "*"),
 		"CORS_ALLOW_CREDENTIALS cannot be used with CORS_ALLOWED_ORIGINS=*: list the origins")
 	check(strings.TrimSpace(c.AuditLog) != "", "AUDIT_LOG must be stderr, stdout or a file path")
+	if c.Tracing.Enabled() {
+		p := c.Tracing.ExportProtocol()
+		check(p == "http/protobuf" || p == "grpc", "OTEL_EXPORTER_OTLP_PROTOCOL: %q is not supported: use http/protobuf or grpc", p)
+		u, err := url.Parse(c.Tracing.ExportURL())
+		check(err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "",
+			"OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL such as http://otel-collector:4318")
+		check(slices.Contains(Samplers, c.Tracing.Sampler), "OTEL_TRACES_SAMPLER: %q is not one of %s", c.Tracing.Sampler, strings.Join(Samplers, ", "))
+		if strings.HasSuffix(c.Tracing.Sampler, "traceidratio") {
+			r, err := strconv.ParseFloat(c.Tracing.SamplerArg, 64)
+			check(err == nil && r >= 0 && r <= 1, "OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1")
+		}
+		check(strings.TrimSpace(c.Tracing.ServiceName) != "", "OTEL_SERVICE_NAME must not be blank")
+	}
 	return errors.Join(errs...)
 } // CheckServing reports what must hold before the service answers callers, beyond
 // Validate (which also guards the migrate command and -healthcheck): outside development,
@@ -281,5 +354,16 @@ func (c Config) LogValue() slog.Value {
 		slog.String("auth_jwks_url", c.Auth.JWKSURL),
 		slog.Bool("auth_protect_reads", c.Auth.ProtectReads),
 		slog.Int("trusted_proxies", len(c.RateLimit.TrustedProxies)),
+		slog.Bool("tracing", c.Tracing.Enabled()),
+		slog.String("tracing_endpoint", tracingEndpoint(c.Tracing)),
+		slog.String("tracing_sampler", c.Tracing.Sampler+":"+c.Tracing.SamplerArg),
 	)
+}
+
+// tracingEndpoint is where spans go, for the start-up log, or "" when tracing is off.
+func tracingEndpoint(t Tracing) string {
+	if !t.Enabled() {
+		return ""
+	}
+	return t.ExportProtocol() + " " + t.ExportURL()
 }

@@ -54,6 +54,10 @@ func TestLoadRejectsBadValues(t *testing.T) {
 		"tls cert alone":  {map[string]string{"DATABASE_URL": "x", "TLS_CERT_FILE": "tls.crt"}, "TLS_CERT_FILE and TLS_KEY_FILE must be set together"},
 		"tls key alone":   {map[string]string{"DATABASE_URL": "x", "TLS_KEY_FILE": "tls.key"}, "TLS_CERT_FILE and TLS_KEY_FILE must be set together"},
 		"no idempotency":  {map[string]string{"DATABASE_URL": "x", "IDEMPOTENCY_TTL": "0s"}, "IDEMPOTENCY_TTL must be a positive duration"},
+		"otlp protocol":   {map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL"},
+		"otlp endpoint":   {map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL"},
+		"sampler":         {map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER"},
+		"sampler ratio":   {map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_SAMPLER_ARG": "2"}, "OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1"},
 		"short secret":    {map[string]string{"DATABASE_URL": "x", "JWT_SECRET": "short"}, "JWT_SECRET must be at least 32 bytes"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -87,5 +91,38 @@ func TestTLSIsOnWithACertificateAndKey(t *testing.T) {
 	cfg, err = config.Load(getenv(map[string]string{"DATABASE_URL": "x", "TLS_CERT_FILE": "tls.crt", "TLS_KEY_FILE": "tls.key"}))
 	if err != nil || !cfg.TLS.Enabled() {
 		t.Fatalf("TLS off with both files: %v %v", cfg.TLS, err)
+	}
+}
+
+func TestTracingFollowsTheOTELVariables(t *testing.T) {
+	cfg, err := config.Load(getenv(map[string]string{"DATABASE_URL": "x"}))
+	if err != nil || cfg.Tracing.Enabled() || cfg.DB.Traced {
+		t.Fatalf("tracing on without an endpoint: %+v %v", cfg.Tracing, err)
+	}
+	if cfg.Tracing.Sampler != "parentbased_traceidratio" || cfg.Tracing.Ratio() != 0.1 || cfg.Tracing.ServiceName != "my-service" {
+		t.Fatalf("tracing defaults: %+v", cfg.Tracing)
+	}
+	for _, tc := range []struct {
+		env      map[string]string
+		protocol string
+		url      string
+	}{
+		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/"}, "http/protobuf", "http://c:4318/v1/traces"},
+		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "grpc", "http://c:4317"},
+		{map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://c/traces", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://other:4318"}, "http/protobuf", "https://c/traces"},
+		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"}, "grpc", "http://c:4317"},
+	} {
+		tc.env["DATABASE_URL"] = "x"
+		cfg, err := config.Load(getenv(tc.env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cfg.Tracing.Enabled() || !cfg.DB.Traced || cfg.Tracing.ExportProtocol() != tc.protocol || cfg.Tracing.ExportURL() != tc.url {
+			t.Errorf("%v: enabled %v, traced statements %v, %s %s", tc.env, cfg.Tracing.Enabled(), cfg.DB.Traced, cfg.Tracing.ExportProtocol(), cfg.Tracing.ExportURL())
+		}
+	}
+	cfg, err = config.Load(getenv(map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "true"}))
+	if err != nil || cfg.Tracing.Enabled() {
+		t.Fatalf("OTEL_SDK_DISABLED=true left tracing on: %v", err)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/example/my-service/internal/domain"
 	"github.com/example/my-service/internal/ratelimit"
@@ -48,7 +50,8 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// observe logs every request once and records the RED metrics by route pattern.
+// observe logs every request once, records the RED metrics by route pattern, and names the
+// request's span (when traced) by its route pattern.
 func observe(logger *slog.Logger, m *telemetry.Metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -56,13 +59,17 @@ func observe(logger *slog.Logger, m *telemetry.Metrics) func(http.Handler) http.
 			m.InFlight.Inc()
 			defer m.InFlight.Dec()
 			ww := &statusWriter{ResponseWriter: w}
-			holder := &routeHolder{pattern: "unmatched"}
+			holder := &routeHolder{pattern: unmatched}
 			next.ServeHTTP(ww, r.WithContext(context.WithValue(r.Context(), routeKey{}, holder)))
 			status := ww.status
 			if status == 0 {
 				status = http.StatusOK
 			}
 			route := holder.pattern
+			if span := trace.SpanFromContext(r.Context()); span.IsRecording() && route != unmatched {
+				span.SetName(r.Method + " " + route)
+				span.SetAttributes(semconv.HTTPRoute(route))
+			}
 			elapsed := time.Since(start)
 			m.Requests.WithLabelValues(r.Method, route, strconv.Itoa(status)).Inc()
 			m.Duration.WithLabelValues(r.Method, route).Observe(elapsed.Seconds())
@@ -74,6 +81,9 @@ func observe(logger *slog.Logger, m *telemetry.Metrics) func(http.Handler) http.
 }
 
 type routeKey struct{}
+
+// unmatched is the route label of requests no endpoint matched.
+const unmatched = "unmatched"
 
 // routeHolder carries the matched route pattern out of the router, for metrics and logs.
 type routeHolder struct{ pattern string }

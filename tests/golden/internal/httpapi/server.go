@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/rs/cors"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/example/my-service/internal/auth"
 	"github.com/example/my-service/internal/config"
@@ -39,6 +40,9 @@ type Deps struct {
 	Audit     *telemetry.Audit
 	Health    *health.State
 	Metrics   *telemetry.Metrics
+	// Traced makes every request a server span (OpenTelemetry's global provider, which
+	// telemetry.NewTracing installs when tracing is on).
+	Traced bool
 
 	Items *service.Items
 }
@@ -72,13 +76,21 @@ func NewServer(d Deps) http.Handler {
 	if len(d.CORS.AllowedOrigins) > 0 {
 		h = corsPolicy(d.CORS).Handler(h)
 	}
-	return chain(
+	h = chain(
 		requestID,
 		securityHeaders,
 		withClientIP(d.Proxies),
 		observe(d.Logger, d.Metrics),
 		recoverer(d.Logger),
 	)(h)
+	if d.Traced {
+		// The span is named by method here and by route pattern once routed (observe).
+		h = otelhttp.NewHandler(h, "http.server",
+			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }),
+			otelhttp.WithFilter(func(r *http.Request) bool { return r.URL.Path != "/livez" && r.URL.Path != "/readyz" }),
+		)
+	}
+	return h
 }
 
 // corsPolicy lets browsers on the allowed origins call the API (rs/cors answers the

@@ -15,8 +15,8 @@
 //   - a bound on requests in flight: past it a call fails at once, instead of piling up
 //     goroutines and connections behind a slow dependency;
 //   - Prometheus metrics per dependency (outbound_*), and the caller's request ID passed on
-//     in X-Request-ID. The service carries no trace context (W3C traceparent), so the
-//     request ID is what ties the two services' logs together.
+//     in X-Request-ID; when tracing is on, every attempt is a client span (otelhttp) and
+//     carries the trace context (W3C traceparent and baggage) to the dependency.
 //
 // Every failure is a domain error of KindUnavailable (a handler that returns it answers
 // 503), wrapping ErrCircuitOpen, ErrTooManyInFlight, context.DeadlineExceeded,
@@ -37,6 +37,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/example/my-service/internal/domain"
 	"github.com/example/my-service/internal/telemetry"
@@ -92,7 +93,7 @@ func New(name string, opts Options, metrics *telemetry.Metrics) (*Client, error)
 	c := &Client{
 		name:    name,
 		opts:    opts,
-		http:    &http.Client{Transport: transport},
+		http:    &http.Client{Transport: otelhttp.NewTransport(transport)},
 		slots:   make(chan struct{}, opts.MaxInFlight),
 		metrics: m,
 	}

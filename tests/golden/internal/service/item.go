@@ -1,5 +1,6 @@
 // Package service holds the domain rules. Transports call it; it calls the store through
-// the small interface it defines here.
+// the small interface it defines here. Each operation is a span ("<Resource>.<Operation>")
+// when tracing is on, between the transport's server span and the database's.
 package service
 
 import (
@@ -14,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/example/my-service/internal/domain"
+	"github.com/example/my-service/internal/telemetry"
 )
 
 // ItemStore is what the service needs from persistence. Every adapter under
@@ -66,6 +68,8 @@ func (s *Items) timestamp() time.Time {
 // item the first one made (replayed is true), and the same key with a different
 // request is a conflict. Keys belong to the caller and last IDEMPOTENCY_TTL.
 func (s *Items) Create(ctx context.Context, in domain.ItemInput, idempotencyKey string) (it domain.Item, replayed bool, err error) {
+	ctx, span := telemetry.StartSpan(ctx, "Items.Create")
+	defer func() { telemetry.EndSpan(span, err) }()
 	if err := validate(s.validate, in); err != nil {
 		return domain.Item{}, false, err
 	}
@@ -143,7 +147,9 @@ func (s *Items) replay(ctx context.Context, key, hash string) (domain.Item, erro
 }
 
 // Get returns one item.
-func (s *Items) Get(ctx context.Context, id string) (domain.Item, error) {
+func (s *Items) Get(ctx context.Context, id string) (_ domain.Item, err error) {
+	ctx, span := telemetry.StartSpan(ctx, "Items.Get")
+	defer func() { telemetry.EndSpan(span, err) }()
 	if err := checkID(id); err != nil {
 		return domain.Item{}, err
 	}
@@ -152,7 +158,9 @@ func (s *Items) Get(ctx context.Context, id string) (domain.Item, error) {
 
 // List returns one page of items in creation order. cursor is empty for the first
 // page, then the NextCursor of the page before; limit 0 means the default page size.
-func (s *Items) List(ctx context.Context, cursor string, limit int) (domain.Page[domain.Item], error) {
+func (s *Items) List(ctx context.Context, cursor string, limit int) (_ domain.Page[domain.Item], err error) {
+	ctx, span := telemetry.StartSpan(ctx, "Items.List")
+	defer func() { telemetry.EndSpan(span, err) }()
 	if limit == 0 {
 		limit = s.limits.DefaultPageSize
 	}
@@ -178,7 +186,9 @@ func (s *Items) List(ctx context.Context, cursor string, limit int) (domain.Page
 }
 
 // Update replaces the caller-settable fields when expectedVersion is the current version.
-func (s *Items) Update(ctx context.Context, id string, in domain.ItemInput, expectedVersion int64) (domain.Item, error) {
+func (s *Items) Update(ctx context.Context, id string, in domain.ItemInput, expectedVersion int64) (_ domain.Item, err error) {
+	ctx, span := telemetry.StartSpan(ctx, "Items.Update")
+	defer func() { telemetry.EndSpan(span, err) }()
 	if err := checkID(id); err != nil {
 		return domain.Item{}, err
 	}
@@ -204,7 +214,9 @@ func (s *Items) Update(ctx context.Context, id string, in domain.ItemInput, expe
 }
 
 // Delete removes an item.
-func (s *Items) Delete(ctx context.Context, id string) error {
+func (s *Items) Delete(ctx context.Context, id string) (err error) {
+	ctx, span := telemetry.StartSpan(ctx, "Items.Delete")
+	defer func() { telemetry.EndSpan(span, err) }()
 	if err := checkID(id); err != nil {
 		return err
 	}

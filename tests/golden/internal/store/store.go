@@ -73,7 +73,7 @@ func openEngine(ctx context.Context, cfg config.Database) (Adapter, error) {
 		return postgres.Open(ctx, cfg.URL, postgres.Options{
 			MaxConns: cfg.MaxConns, MinConns: cfg.MinConns,
 			ConnMaxLifetime: cfg.ConnMaxLifetime, ConnMaxIdleTime: cfg.ConnMaxIdleTime,
-			StatementTimeout: cfg.StatementTimeout,
+			StatementTimeout: cfg.StatementTimeout, Traced: cfg.Traced,
 		})
 	case "mysql", "mariadb":
 		return mysql.Open(cfg.URL, mysql.Options{
@@ -81,11 +81,12 @@ func openEngine(ctx context.Context, cfg config.Database) (Adapter, error) {
 			ConnMaxLifetime: cfg.ConnMaxLifetime, ConnMaxIdleTime: cfg.ConnMaxIdleTime,
 			StatementTimeout: cfg.StatementTimeout,
 			Retry:            mysql.RetryPolicy{Attempts: cfg.RetryAttempts, Base: cfg.RetryBase, Cap: cfg.RetryCap},
+			Traced:           cfg.Traced,
 		})
 	case "sqlite":
 		return sqlite.Open(cfg.URL, sqlite.Options{
 			MaxConns: int(cfg.MaxConns), ConnMaxLifetime: cfg.ConnMaxLifetime,
-			BusyTimeout: cfg.StatementTimeout,
+			BusyTimeout: cfg.StatementTimeout, Traced: cfg.Traced,
 		})
 	default:
 		return nil, fmt.Errorf("DB_TYPE %q is not supported by this build: use one of %s", cfg.Type, strings.Join(Types, ", "))

@@ -1,4 +1,5 @@
-// Package telemetry sets up structured logs and Prometheus metrics on a private registry.
+// Package telemetry sets up structured logs, Prometheus metrics on a private registry and
+// OpenTelemetry tracing (tracing.go).
 package telemetry
 
 import (
@@ -9,11 +10,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
 )
 
-// NewLogger returns a JSON logger that adds the request ID found in the context.
+// NewLogger returns a JSON logger that adds the request ID and the trace and span IDs found
+// in the context: a log line leads to its request's trace.
 func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(requestIDHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})})
+	return slog.New(requestIDHandler{traceHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})}})
 }
 
 type requestIDKey struct{}
@@ -36,6 +39,24 @@ func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
 		r.AddAttrs(slog.String("request_id", id))
 	}
 	return h.Handler.Handle(ctx, r)
+}
+
+// traceHandler adds the trace and span IDs of the span in the context, when there is one.
+type traceHandler struct{ slog.Handler }
+
+func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h traceHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return traceHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h traceHandler) WithGroup(name string) slog.Handler {
+	return traceHandler{h.Handler.WithGroup(name)}
 }
 
 func (h requestIDHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
@@ -112,7 +133,7 @@ type Audit struct{ logger *slog.Logger }
 
 // NewAudit returns an audit trail writing JSON lines to w.
 func NewAudit(w io.Writer) *Audit {
-	return &Audit{logger: slog.New(slog.NewJSONHandler(w, nil))}
+	return &Audit{logger: slog.New(traceHandler{slog.NewJSONHandler(w, nil)})}
 }
 
 // AuditEvent is one audit record.
@@ -126,7 +147,7 @@ type AuditEvent struct {
 	ClientIP  string
 }
 
-// Record writes e with the request ID of ctx.
+// Record writes e with the request ID (and the trace and span IDs) of ctx.
 func (a *Audit) Record(ctx context.Context, e AuditEvent) {
 	a.logger.LogAttrs(ctx, slog.LevelInfo, "audit",
 		slog.String("log", "audit"),

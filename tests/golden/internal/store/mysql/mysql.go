@@ -18,12 +18,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/XSAM/otelsql"
 	"github.com/go-sql-driver/mysql"
 	"github.com/pressly/goose/v3"
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 
 	"github.com/example/my-service/internal/store/migrations"
 	"github.com/example/my-service/internal/store/mysql/gen"
 	"github.com/example/my-service/internal/store/storeerr"
+	"github.com/example/my-service/internal/telemetry"
 )
 
 // Flavor is the server family: the SQL is the same, some session settings differ.
@@ -43,6 +47,7 @@ type Options struct {
 	ConnMaxIdleTime  time.Duration
 	StatementTimeout time.Duration
 	Retry            RetryPolicy
+	Traced           bool // every statement is a span (OpenTelemetry's global provider)
 }
 
 // Store is a MySQL or MariaDB database; it implements the service's store interfaces.
@@ -113,11 +118,23 @@ func openPool(cfg *mysql.Config, opts Options) (*sql.DB, error) {
 		return nil, fmt.Errorf("%s connector: %w", opts.Flavor, err)
 	}
 	db := sql.OpenDB(connector)
+	if opts.Traced {
+		db = otelsql.OpenDB(connector, otelsql.WithTracerProvider(telemetry.StatementTracing()), otelsql.WithAttributes(dbSystem(opts.Flavor)),
+			otelsql.WithSpanOptions(otelsql.SpanOptions{OmitConnResetSession: true, OmitRows: true}))
+	}
 	db.SetMaxOpenConns(opts.MaxConns)
 	db.SetMaxIdleConns(opts.MaxConns)
 	db.SetConnMaxLifetime(opts.ConnMaxLifetime)
 	db.SetConnMaxIdleTime(opts.ConnMaxIdleTime)
 	return db, nil
+}
+
+// dbSystem is the flavor's name in spans (OpenTelemetry's db.system.name).
+func dbSystem(f Flavor) attribute.KeyValue {
+	if f == MariaDB {
+		return semconv.DBSystemNameMariaDB
+	}
+	return semconv.DBSystemNameMySQL
 }
 
 // parseDSN accepts the driver's DSN form and mysql:// or mariadb:// URLs.

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -24,6 +25,7 @@ import (
 	"github.com/example/my-service/internal/store/migrations"
 	"github.com/example/my-service/internal/store/postgres/gen"
 	"github.com/example/my-service/internal/store/storeerr"
+	"github.com/example/my-service/internal/telemetry"
 )
 
 // Options tune the connection pool.
@@ -33,6 +35,7 @@ type Options struct {
 	ConnMaxLifetime  time.Duration
 	ConnMaxIdleTime  time.Duration
 	StatementTimeout time.Duration
+	Traced           bool // every statement (and pool wait) is a span (OpenTelemetry's global provider)
 }
 
 // Store is a PostgreSQL database; it implements the service's store interfaces.
@@ -57,6 +60,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	cfg.MaxConnIdleTime = opts.ConnMaxIdleTime
 	cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)
 	cfg.ConnConfig.OnPgError = endBrokenSession
+	if opts.Traced {
+		cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTracerProvider(telemetry.StatementTracing()))
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgresql pool: %w", err)

@@ -12,13 +12,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/XSAM/otelsql"
 	"github.com/pressly/goose/v3"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/example/my-service/internal/store/migrations"
 	"github.com/example/my-service/internal/store/sqlite/gen"
 	"github.com/example/my-service/internal/store/storeerr"
+	"github.com/example/my-service/internal/telemetry"
 )
 
 // Options tune the connection pool.
@@ -26,6 +29,7 @@ type Options struct {
 	MaxConns        int
 	ConnMaxLifetime time.Duration
 	BusyTimeout     time.Duration
+	Traced          bool // every statement is a span (OpenTelemetry's global provider)
 }
 
 // Store is a SQLite database; it implements the service's store interfaces.
@@ -45,6 +49,10 @@ func Open(dsn string, opts Options) (*Store, error) {
 	}
 	connector := writable{base}
 	db := sql.OpenDB(connector)
+	if opts.Traced {
+		db = otelsql.OpenDB(connector, otelsql.WithTracerProvider(telemetry.StatementTracing()), otelsql.WithAttributes(semconv.DBSystemNameSQLite),
+			otelsql.WithSpanOptions(otelsql.SpanOptions{OmitConnResetSession: true, OmitRows: true}))
+	}
 	db.SetMaxOpenConns(opts.MaxConns)
 	db.SetMaxIdleConns(opts.MaxConns)
 	db.SetConnMaxLifetime(opts.ConnMaxLifetime)
