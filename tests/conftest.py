@@ -7,6 +7,7 @@ test instead of skipping it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -94,7 +95,9 @@ def go_tool_path(name: str) -> Path:
     if not shutil.which("go"):
         raise FileNotFoundError("the Go toolchain ('go') is not on PATH")
     spec = STANDARDS["tools"][name]
-    binary = TOOLS_DIR / spec["version"] / Path(spec["path"]).name
+    parts = Path(spec["path"]).parts
+    # go install names a binary after its path, less a major-version suffix (.../vegeta/v12).
+    binary = TOOLS_DIR / spec["version"] / (parts[-2] if re.fullmatch(r"v\d+", parts[-1]) else parts[-1])
     if not binary.exists():
         binary.parent.mkdir(parents=True, exist_ok=True)
         cgo = "1" if name == "sqlc" else "0"  # sqlc's parser needs cgo
