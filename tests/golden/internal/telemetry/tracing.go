@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
@@ -16,6 +17,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/embedded"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/example/my-service/internal/config"
 	"github.com/example/my-service/internal/domain"
@@ -55,6 +57,7 @@ func NewTracing(ctx context.Context, cfg config.Tracing, version string, logger 
 		sdktrace.WithSampler(sampler(cfg)),
 	)
 	otel.SetTracerProvider(provider)
+	tracingOn.Store(true)
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
 		logger.Warn("tracing: spans not exported", "err", err.Error())
@@ -95,6 +98,7 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 	if t.provider == nil {
 		return nil
 	}
+	tracingOn.Store(false)
 	if err := t.provider.Shutdown(ctx); err != nil {
 		return fmt.Errorf("tracing: flushing spans: %w", err)
 	}
@@ -105,8 +109,14 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 // names them "<Resource>.<Operation>") from OpenTelemetry's global provider: a no-op until
 // NewTracing installs one. End it with EndSpan.
 func StartSpan(ctx context.Context, name string) (context.Context, trace.Span) {
+	if !tracingOn.Load() {
+		return ctx, noop.Span{} // tracing costs nothing when off
+	}
 	return otel.GetTracerProvider().Tracer(instrumentation).Start(ctx, name)
 }
+
+// tracingOn is whether NewTracing installed a provider (until its Shutdown).
+var tracingOn atomic.Bool
 
 // instrumentation names the service's own spans' instrumentation scope.
 const instrumentation = "github.com/example/my-service"
