@@ -174,7 +174,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, audit *t
 			return err
 		}
 		if !cfg.Pprof.Loopback() {
-			logger.Warn("pprof listens beyond loopback (PPROF_ALLOW_NON_LOOPBACK): anyone who reaches it can read the process's memory profiles", "pprof_addr", debugLn.Addr().String())
+			logger.Warn("pprof listens beyond loopback (PPROF_ALLOW_NON_LOOPBACK): anyone who reaches it can profile the process", "pprof_addr", debugLn.Addr().String())
 		}
 	}
 

@@ -138,8 +138,8 @@ func (t TLS) Enabled() bool { return t.CertFile != "" && t.KeyFile != "" }
 
 // Pprof is the profiling listener: net/http/pprof on its own address, never on the API
 // or metrics listeners. Off by default. When on it listens on loopback only (reach it with
-// kubectl port-forward) unless PPROF_ALLOW_NON_LOOPBACK is set: profiles expose the
-// process's memory contents (heap, goroutine stacks, command line) and cost CPU.
+// kubectl port-forward) unless PPROF_ALLOW_NON_LOOPBACK is set: profiles show the
+// process from inside (allocation sites, goroutine stacks, the command line) and cost CPU.
 type Pprof struct {
 	Enabled          bool   `env:"PPROF_ENABLED" envDefault:"false"`
 	Addr             string `env:"PPROF_ADDR" envDefault:"127.0.0.1:6060"`
@@ -269,7 +269,7 @@ func (c Config) Validate() error {
 		_, _, err := net.SplitHostPort(c.Pprof.Addr)
 		check(err == nil, "PPROF_ADDR must be host:port, such as 127.0.0.1:6060 (got %q)", c.Pprof.Addr)
 		check(err != nil || c.Pprof.Loopback() || c.Pprof.AllowNonLoopback,
-			"PPROF_ADDR %q is not a loopback address (127.0.0.1 or [::1]): profiles expose the process's memory; reach them with kubectl port-forward, or set PPROF_ALLOW_NON_LOOPBACK=true to listen there anyway", c.Pprof.Addr)
+			"PPROF_ADDR %q is not a loopback address (127.0.0.1 or [::1]): profiles show the process from inside; reach them with kubectl port-forward, or set PPROF_ALLOW_NON_LOOPBACK=true to listen there anyway", c.Pprof.Addr)
 	}
 	return errors.Join(errs...)
 } // CheckServing reports what must hold before the service answers callers, beyond
