@@ -172,6 +172,16 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, audit *t
 	if err != nil {
 		return err
 	}
+	// The profiling listener, only when PPROF_ENABLED (config checked its address).
+	var debugLn net.Listener
+	if cfg.Pprof.Enabled {
+		if debugLn, err = listen("PPROF_ADDR", cfg.Pprof.Addr); err != nil {
+			return err
+		}
+		if !cfg.Pprof.Loopback() {
+			logger.Warn("pprof listens beyond loopback (PPROF_ALLOW_NON_LOOPBACK): anyone who reaches it can profile the process", "pprof_addr", debugLn.Addr().String())
+		}
+	}
 
 	api := &http.Server{
 		Handler: httpapi.NewServer(httpapi.Deps{
@@ -188,11 +198,21 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, audit *t
 	// While draining, each response sends its keep-alive client to reconnect elsewhere.
 	api.Handler = closeWhileDraining(state, api.Handler)
 	metricsSrv := newMetricsServer(cfg.HTTP, metrics, logger)
-	logger.Info("listening", "http_addr", apiLn.Addr().String(), "metrics_addr", metricsLn.Addr().String())
+	addrs := []any{"http_addr", apiLn.Addr().String(), "metrics_addr", metricsLn.Addr().String()}
+	if debugLn != nil {
+		addrs = append(addrs, "pprof_addr", debugLn.Addr().String())
+	}
+	logger.Info("listening", addrs...)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveHTTP(api, apiLn) })
 	g.Go(func() error { return serveHTTP(metricsSrv, metricsLn) })
+	stops := []func(context.Context) error{api.Shutdown, metricsSrv.Shutdown}
+	if debugLn != nil {
+		debugSrv, stopDebug := newDebugServer(cfg.HTTP, logger)
+		g.Go(func() error { return serveHTTP(debugSrv, debugLn) })
+		stops = append(stops, stopDebug)
+	}
 	g.Go(func() error {
 		reloadTLS(gctx)
 		return nil
@@ -204,7 +224,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, audit *t
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		return shutdown(cfg.HTTP, logger, state, api.Shutdown, metricsSrv.Shutdown)
+		return shutdown(cfg.HTTP, logger, state, stops...)
 	})
 	return g.Wait()
 }

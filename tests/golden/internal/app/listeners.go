@@ -3,10 +3,14 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -54,6 +58,51 @@ func newMetricsServer(cfg config.HTTP, metrics *telemetry.Metrics, logger *slog.
 		IdleTimeout:  time.Minute,
 		ErrorLog:     slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+}
+
+// newDebugServer serves net/http/pprof's handlers, registered one by one on a mux of its
+// own (the package's init also registers them on http.DefaultServeMux, which no server of
+// this service uses). It returns the server and its stop function for shutdown: stopping
+// ends a CPU profile or trace in progress early (it is written short) instead of holding
+// up shutdown for the seconds it asked for.
+func newDebugServer(cfg config.HTTP, logger *slog.Logger) (*http.Server, func(context.Context) error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index) // also the named profiles: heap, goroutine, allocs, ...
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol) // go tool pprof looks symbols up so
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	base, cancel := context.WithCancel(context.Background())
+	srv := &http.Server{
+		Handler:           limitSeconds(60, mux),
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadHeaderTimeout, // GETs, and the symbol POST of a few bytes
+		// pprof extends this by the ?seconds= of a CPU profile, trace or delta profile.
+		WriteTimeout: 10 * time.Second,
+		IdleTimeout:  time.Minute,
+		ErrorLog:     slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return srv, func(ctx context.Context) error {
+		cancel()
+		return srv.Shutdown(ctx)
+	}
+}
+
+// limitSeconds answers 400 to a ?seconds= that is not a number up to maxSeconds:
+// net/http/pprof extends its write deadline by whatever it is asked for, so this is what
+// bounds how long a CPU profile or trace keeps the profiler on and its connection open.
+func limitSeconds(maxSeconds float64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s := r.URL.Query().Get("seconds"); s != "" {
+			if sec, err := strconv.ParseFloat(s, 64); err != nil || !(sec <= maxSeconds) { // NaN is not <= anything
+				http.Error(w, fmt.Sprintf("seconds must be a number up to %g", maxSeconds), http.StatusBadRequest)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // closeWhileDraining answers with "Connection: close" once shutdown has begun: each

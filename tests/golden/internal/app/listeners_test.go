@@ -181,6 +181,71 @@ func TestMetricsListenerServesOnlyMetrics(t *testing.T) {
 	}
 }
 
+// TestDebugListenerServesOnlyPprof: the pprof handlers on their own mux, a write timeout
+// long enough for the longest profile, and stopping ends a profile in progress.
+func TestDebugListenerServesOnlyPprof(t *testing.T) {
+	srv, stop := newDebugServer(config.HTTP{ReadHeaderTimeout: time.Second}, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.IdleTimeout <= 0 || srv.WriteTimeout <= 0 {
+		t.Fatalf("a debug server timeout is unset: %+v", srv)
+	}
+	if srv.Handler == http.DefaultServeMux {
+		t.Fatal("the debug server uses http.DefaultServeMux")
+	}
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodGet, "/debug/pprof/", http.StatusOK},
+		{http.MethodGet, "/debug/pprof/cmdline", http.StatusOK},
+		{http.MethodGet, "/debug/pprof/goroutine", http.StatusOK},
+		{http.MethodPost, "/debug/pprof/symbol", http.StatusOK},
+		{http.MethodGet, "/", http.StatusNotFound},
+		{http.MethodGet, "/metrics", http.StatusNotFound},
+		{http.MethodPost, "/debug/pprof/cmdline", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/debug/pprof/profile?seconds=61", http.StatusBadRequest},
+		{http.MethodGet, "/debug/pprof/trace?seconds=NaN", http.StatusBadRequest},
+		{http.MethodGet, "/debug/pprof/heap?seconds=soon", http.StatusBadRequest},
+		{http.MethodGet, "/debug/pprof/trace?seconds=0.1", http.StatusOK},
+	} {
+		rec := httptest.NewRecorder()
+		srv.Handler.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), tc.method, tc.path, nil))
+		if rec.Code != tc.want {
+			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, rec.Code, tc.want)
+		}
+	}
+
+	var lc net.ListenConfig
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- serveHTTP(srv, ln) }()
+	got := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+ln.Addr().String()+"/debug/pprof/profile?seconds=30", nil)
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, res.Body)
+			_ = res.Body.Close()
+		}
+		got <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the profile has started
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := stop(ctx); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("the profile in progress: %v", err)
+	}
+	if err := <-served; err != nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("serve: %v after %v", err, time.Since(start))
+	}
+}
+
 func TestConnectionsCloseAfterTheirRequestWhileDraining(t *testing.T) {
 	state := health.New(okPinger{}, time.Second)
 	h := closeWhileDraining(state, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))

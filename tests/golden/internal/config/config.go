@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"net/url"
 	"reflect"
@@ -33,6 +34,7 @@ type Config struct {
 	RateLimit RateLimit
 	Auth      Auth
 	CORS      CORS
+	Pprof     Pprof
 	// AuditLog is where audit records go, apart from the application log: "stderr"
 	// (the default; the application log is stdout), "stdout", or a file path (appended).
 	AuditLog string `env:"AUDIT_LOG" envDefault:"stderr"`
@@ -193,6 +195,28 @@ type TLS struct {
 // Enabled reports whether the service terminates TLS itself.
 func (t TLS) Enabled() bool { return t.CertFile != "" && t.KeyFile != "" }
 
+// Pprof is the profiling listener: net/http/pprof on its own address, never on the API
+// or metrics listeners. Off by default. When on it listens on loopback only (reach it with
+// kubectl port-forward) unless PPROF_ALLOW_NON_LOOPBACK is set: profiles show the
+// process from inside (allocation sites, goroutine stacks, the command line) and cost CPU.
+type Pprof struct {
+	Enabled          bool   `env:"PPROF_ENABLED" envDefault:"false"`
+	Addr             string `env:"PPROF_ADDR" envDefault:"127.0.0.1:6060"`
+	AllowNonLoopback bool   `env:"PPROF_ALLOW_NON_LOOPBACK" envDefault:"false"`
+}
+
+// Loopback reports whether Addr's host is a loopback IP address (127.0.0.0/8 or ::1).
+// Host names, "localhost" included, are not: what they resolve to is not known here. An
+// empty host means every interface.
+func (p Pprof) Loopback() bool {
+	host, _, err := net.SplitHostPort(p.Addr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
 // Load parses the environment given by getenv and checks the result.
 func Load(getenv func(string) string) (Config, error) {
 	params, err := env.GetFieldParams(&Config{})
@@ -314,6 +338,12 @@ func (c Config) Validate() error {
 		}
 		check(strings.TrimSpace(c.Tracing.ServiceName) != "", "OTEL_SERVICE_NAME must not be blank")
 	}
+	if c.Pprof.Enabled {
+		_, _, err := net.SplitHostPort(c.Pprof.Addr)
+		check(err == nil, "PPROF_ADDR must be host:port, such as 127.0.0.1:6060 (got %q)", c.Pprof.Addr)
+		check(err != nil || c.Pprof.Loopback() || c.Pprof.AllowNonLoopback,
+			"PPROF_ADDR %q is not a loopback address (127.0.0.1 or [::1]): profiles show the process from inside; reach them with kubectl port-forward, or set PPROF_ALLOW_NON_LOOPBACK=true to listen there anyway", c.Pprof.Addr)
+	}
 	return errors.Join(errs...)
 } // CheckServing reports what must hold before the service answers callers, beyond
 // Validate (which also guards the migrate command and -healthcheck): outside development,
@@ -357,6 +387,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("tracing", c.Tracing.Enabled()),
 		slog.String("tracing_endpoint", tracingEndpoint(c.Tracing)),
 		slog.String("tracing_sampler", c.Tracing.Sampler+":"+c.Tracing.SamplerArg),
+		slog.Bool("pprof", c.Pprof.Enabled),
+		slog.String("pprof_addr", c.Pprof.Addr),
 	)
 }
 

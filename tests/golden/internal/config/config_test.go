@@ -37,6 +37,9 @@ func TestLoadDefaults(t *testing.T) {
 	if cfg.MetricsAddr != ":9090" {
 		t.Fatalf("metrics address: %s", cfg.MetricsAddr)
 	}
+	if cfg.Pprof.Enabled || cfg.Pprof.Addr != "127.0.0.1:6060" || !cfg.Pprof.Loopback() || cfg.Pprof.AllowNonLoopback {
+		t.Fatalf("pprof defaults: %+v", cfg.Pprof)
+	}
 	if cfg.HTTPAddr != ":8080" {
 		t.Fatalf("HTTP address: %s", cfg.HTTPAddr)
 	}
@@ -124,5 +127,37 @@ func TestTracingFollowsTheOTELVariables(t *testing.T) {
 	cfg, err = config.Load(getenv(map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "true"}))
 	if err != nil || cfg.Tracing.Enabled() {
 		t.Fatalf("OTEL_SDK_DISABLED=true left tracing on: %v", err)
+	}
+}
+
+// TestPprofListensOnLoopbackUnlessAllowed: profiling is off by default, and when on it
+// listens beyond loopback only with PPROF_ALLOW_NON_LOOPBACK.
+func TestPprofListensOnLoopbackUnlessAllowed(t *testing.T) {
+	const refused = "PPROF_ALLOW_NON_LOOPBACK=true"
+	for _, tc := range []struct {
+		addr, allow string
+		enabled     bool
+		want        string // "" when accepted, else part of the error
+	}{
+		{":0", "", false, ""}, // off: the address is not used
+		{"127.0.0.1:0", "", true, ""},
+		{"127.0.0.2:0", "", true, ""},
+		{"[::1]:0", "", true, ""},
+		{":0", "", true, refused},
+		{"0.0.0.0:0", "", true, refused},
+		{"[::]:0", "", true, refused},
+		{"10.0.0.1:0", "", true, refused},
+		{"localhost:0", "", true, refused},
+		{"0.0.0.0:0", "true", true, ""},
+		{"127.0.0.1", "", true, "PPROF_ADDR must be host:port"},
+	} {
+		vars := map[string]string{"DATABASE_URL": "x", "PPROF_ADDR": tc.addr, "PPROF_ALLOW_NON_LOOPBACK": tc.allow}
+		if tc.enabled {
+			vars["PPROF_ENABLED"] = "true"
+		}
+		_, err := config.Load(getenv(vars))
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("PPROF_ENABLED=%v PPROF_ADDR=%q PPROF_ALLOW_NON_LOOPBACK=%q: %v, want %q", tc.enabled, tc.addr, tc.allow, err, tc.want)
+		}
 	}
 }
