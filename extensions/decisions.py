@@ -269,7 +269,7 @@ def le_matcher(seconds: float) -> str:
     """A PromQL matcher for a histogram bucket's le label: Go's client writes 0.05 and 1,
     Prometheus 3 normalizes whole numbers to 1.0, so whole numbers match either form."""
     if float(seconds).is_integer():
-        return f'le=~"{int(seconds)}|{int(seconds)}\\.0"'
+        return f'le=~"{int(seconds)}|{int(seconds)}[.]0"'
     return f'le="{seconds!r}"'
 
 
