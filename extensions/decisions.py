@@ -258,7 +258,7 @@ def latency_buckets(p99_ms: int, request_ms: int, std: Standards) -> Decision:
     bounds = [b for b in bounds if b > 0]
     return Decision(
         bounds,
-        f"Buckets are the p99 target {p99_ms} ms x {', '.join(_fmt(m) for m in multiples)}, up to the "
+        f"Buckets are the p99 target {p99_ms} ms x {', '.join(f'{m:g}' for m in multiples)}, up to the "
         f"request deadline {cap_ms} ms (the last bucket): the target is a bucket boundary, so the "
         "latency SLO counts requests under it exactly.",
         {"p99_s": _seconds(p99_ms), "count": len(bounds)},
