@@ -239,6 +239,106 @@ def rate_limit(peak_rps: int, std: Standards) -> Decision:
     )
 
 
+def _seconds(ms: float) -> float:
+    """Milliseconds as seconds, rounded past float noise (0.05, not 0.05000000000000001)."""
+    return round(ms / 1000.0, 9)
+
+
+def latency_buckets(p99_ms: int, request_ms: int, std: Standards) -> Decision:
+    """Histogram buckets (seconds) from the p99 target: multiples of it from the standard, so
+    the target is exactly a bucket boundary (the latency SLO counts the requests under it),
+    capped at the request deadline, which is the last bucket (nothing is served later)."""
+    multiples = std["slo"]["latency_bucket_multiples"]
+    if 1 not in multiples:
+        raise ValueError("standards: slo.latency_bucket_multiples must contain 1 (the p99 target is a bucket)")
+    cap_ms = max(request_ms, p99_ms)  # a p99 target beyond the deadline stays a boundary
+    bounds = sorted(
+        {_seconds(p99_ms * m) for m in multiples if p99_ms * m <= cap_ms} | {_seconds(request_ms), _seconds(cap_ms)}
+    )
+    bounds = [b for b in bounds if b > 0]
+    return Decision(
+        bounds,
+        f"Buckets are the p99 target {p99_ms} ms x {', '.join(f'{m:g}' for m in multiples)}, up to the "
+        f"request deadline {cap_ms} ms (the last bucket): the target is a bucket boundary, so the "
+        "latency SLO counts requests under it exactly.",
+        {"p99_s": _seconds(p99_ms), "count": len(bounds)},
+    )
+
+
+def le_matcher(seconds: float) -> str:
+    """A PromQL matcher for a histogram bucket's le label: Go's client writes 0.05 and 1,
+    Prometheus 3 normalizes whole numbers to 1.0, so whole numbers match either form."""
+    if float(seconds).is_integer():
+        return f'le=~"{int(seconds)}|{int(seconds)}[.]0"'
+    return f'le="{seconds!r}"'
+
+
+def slo(availability: float, p99_ms: int, std: Standards) -> Decision:
+    """The service level objectives and the burn-rate alerts on their error budgets.
+
+    Availability: the share of requests that do not fail (the answer). Latency: the share
+    answered within the p99 target (the standard). Each alert of the standard fires when the
+    budget burns burn_rate times faster than the window allows, over a long and a short
+    window at once (Google SRE workbook, multiwindow multi-burn-rate)."""
+    s = std["slo"]
+    lo, below = s["availability_min"], s["availability_below"]
+    if not lo <= availability < below:
+        raise ValueError(f"slo_availability must be at least {lo} and below {below}, not {availability!r}")
+    error_budget = round(1 - availability / 100, 9)
+    latency_budget = round(1 - s["latency_objective"] / 100, 9)
+    alerts = [
+        {
+            "severity": a["severity"],
+            "burn_rate": a["burn_rate"],
+            "long": a["long"],
+            "short": a["short"],
+            "error_ratio": round(a["burn_rate"] * error_budget, 9),
+            "slow_ratio": round(a["burn_rate"] * latency_budget, 9),
+            "error_percent": round(a["burn_rate"] * error_budget * 100, 9),
+            "slow_percent": round(a["burn_rate"] * latency_budget * 100, 9),
+            "budget_hours": round(s["window_days"] * 24 / a["burn_rate"], 1),
+        }
+        for a in s["burn_alerts"]
+    ]
+    windows = sorted({a[w] for a in alerts for w in ("long", "short")}, key=_window_seconds)
+    fastest = alerts[0]
+    return Decision(
+        {
+            "availability_percent": availability,
+            "error_budget": error_budget,
+            "error_budget_percent": round(100 - availability, 9),
+            "latency_objective_percent": s["latency_objective"],
+            "latency_budget": latency_budget,
+            "latency_budget_percent": round(100 - s["latency_objective"], 9),
+            "latency_target_ms": p99_ms,
+            "latency_target_s": _seconds(p99_ms),
+            "window_days": s["window_days"],
+            "windows": windows,
+            "burn_alerts": alerts,
+        },
+        f"Availability {availability:g} % over {s['window_days']} days: an error budget of "
+        f"{error_budget * 100:g} % of requests; latency: {s['latency_objective']:g} % of requests "
+        f"within the p99 target {p99_ms} ms, a budget of {latency_budget * 100:g} %. Alerts fire when a "
+        f"budget burns too fast over a long and a short window at once: "
+        + "; ".join(f"{a['burn_rate']:g}x over {a['long']} and {a['short']} ({a['severity']})" for a in alerts)
+        + f". The fastest page fires at {fastest['error_ratio'] * 100:g} % failed requests.",
+        {"le": go_float(_seconds(p99_ms)), "le_matcher": le_matcher(_seconds(p99_ms))},
+    )
+
+
+def go_float(x: float) -> str:
+    """A float as Go's Prometheus client writes a bucket's le label: 0.05, 1, 2.5e-05."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+_WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _window_seconds(window: str) -> int:
+    """A Prometheus duration of one unit (5m, 1h, 3d) in seconds."""
+    return int(window[:-1]) * _WINDOW_UNITS[window[-1]]
+
+
 def plural(noun: str) -> str:
     """English plural of a lower-case resource noun (table names, collection paths)."""
     if noun.endswith(("s", "x", "z", "ch", "sh")):
@@ -346,6 +446,7 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
         "pool": decided(pool_size(answers["peak_rps"], std)),
         "timeouts": decided(timeouts(answers["p99_ms"], std, http=flags["rest"])),
         "rate_limit": decided(rate_limit(answers["peak_rps"], std)),
+        "slo": decided(slo(float(answers.get("slo_availability", std["slo"]["availability_default"])), answers["p99_ms"], std)),
         # Flags the templates and the file table branch on.
         "flags": flags,
         "db": database_flags(answers.get("databases")),
@@ -372,6 +473,9 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
         for k, v in sorted(std["modules"].items(), key=lambda kv: kv[1]["path"])
         if module_wanted(v, on)
     ]
+    result["latency_buckets"] = decided(
+        latency_buckets(answers["p99_ms"], result["timeouts"]["chosen"]["request_ms"], std)
+    )
     result["computed"] = computed_summary(result, std)
     return result
 
@@ -419,6 +523,11 @@ def computed_summary(p: dict[str, Any], std: Standards) -> dict[str, Any]:
         "db_pool_max_conns": p["pool"]["chosen"],
         "timeouts_ms": dict(p["timeouts"]["chosen"]),
         "rate_limit": dict(p["rate_limit"]["chosen"]),
+        "slo": {
+            k: v for k, v in p["slo"]["chosen"].items()
+            if k in ("availability_percent", "latency_objective_percent", "latency_target_ms", "window_days")
+        } | {"burn_alerts": [dict(a) for a in p["slo"]["chosen"]["burn_alerts"]]},
+        "latency_buckets_s": list(p["latency_buckets"]["chosen"]),
         "modules": {m["path"]: m["version"] for m in p["modules"]},
         "tools": {t["path"]: t["version"] for t in p["tools"].values()},
         "linters": list(std["lint"]["linters"]),

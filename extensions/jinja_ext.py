@@ -43,7 +43,7 @@ REQUIRED_FOR_PLAN = (
     "peak_rps", "p99_ms", "packets_per_s", "cpu_bound", "exposure", "schema_churn",
     "go_version", "resource",
 )
-OPTIONAL_FOR_PLAN = ("transport", "router", "service_slug", "databases", "data_layer")
+OPTIONAL_FOR_PLAN = ("transport", "router", "service_slug", "databases", "data_layer", "slo_availability")
 
 
 def _text(limit: int) -> Any:
@@ -60,6 +60,9 @@ RULES = {
     "project_name": _text(80),
     "description": _text(200),
     "owner": _text(80),
+    "slo_availability": lambda q, v: validators.percent_range(
+        q, v, STANDARDS["slo"]["availability_min"], STANDARDS["slo"]["availability_below"]
+    ),
     **{q: (lambda lim: lambda q, v: validators.int_range(q, v, lim["min"], lim["max"]))(lim)
        for q, lim in STANDARDS["answers"].items()},
 }
@@ -177,7 +180,10 @@ class GoServiceContext(ContextHook):
         if any(k not in context for k in REQUIRED_FOR_PLAN):
             return
         answers = {k: context[k] for k in REQUIRED_FOR_PLAN}
-        answers.update({k: context[k] for k in OPTIONAL_FOR_PLAN if isinstance(context.get(k), (str, list))})
+        answers.update({
+            k: context[k] for k in OPTIONAL_FOR_PLAN
+            if isinstance(context.get(k), (str, list, float, int)) and not isinstance(context.get(k), bool)
+        })
         plan = decisions.plan(answers, STANDARDS)
         plan["excluded_files"] = decisions.excluded_files(FILE_TABLE, plan["on"], answers["resource"])
         context["plan"] = plan

@@ -6,6 +6,7 @@ the rule in words a person can act on (and repeats the question, for the pty pro
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -77,6 +78,20 @@ def int_range(question: str, value: Any, lo: int, hi: int) -> str:
         return f"{question} must be a whole number from {lo:,} to {hi:,} (got {value!r})."
     if not lo <= n <= hi:
         return f"{question} must be a whole number from {lo:,} to {hi:,} (got {n:,})."
+    return ""
+
+
+def percent_range(question: str, value: Any, lo: float, below: float) -> str:
+    """A percentage at least lo and below `below` (a float; 99.9 means 99.9 %)."""
+    rule = f"{question} must be a percentage of at least {lo:g} and below {below:g} (e.g. 99.9)"
+    if isinstance(value, bool):
+        return rule + "."
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return f"{rule} (got {value!r})."
+    if math.isnan(x) or not lo <= x < below:
+        return f"{rule} (got {value!r})."
     return ""
 
 

@@ -319,7 +319,7 @@ def test_every_decision_in_the_plan_has_one_shape():
                    schema_churn="high", go_version="1.26", resource="item", transport="rest", router="gin",
                    data_layer="sqlx")
     plan = d.plan(answers, STD)
-    for name in ("go", "xdp", "transport", "router", "data_layer", "pool", "timeouts", "rate_limit"):
+    for name in ("go", "xdp", "transport", "router", "data_layer", "pool", "timeouts", "rate_limit", "slo", "latency_buckets"):
         assert set(plan[name]) == DECISION_KEYS, name
     # The team's answers against the standard's recommendations.
     assert (plan["go"]["recommended"], plan["go"]["chosen"], plan["go"]["overridden"]) == ("flask", "go", True)
@@ -329,3 +329,67 @@ def test_every_decision_in_the_plan_has_one_shape():
     assert plan["pool"]["overridden"] is False and plan["pool"]["chosen"] == d.pool_size(800, STD).choice
     grpc = d.plan({**answers, "transport": "grpc"}, STD)
     assert grpc["router"]["chosen"] == "none" and grpc["computed"]["router_rendered"] == "none"
+
+
+# ---------------------------------------------------------------- SLO and latency buckets
+@pytest.mark.parametrize(("p99", "deadline"), [(50, 250), (1, 250), (200, 800), (2000, 8000), (60_000, 10_000), (3, 250)])
+def test_latency_buckets_make_the_p99_target_a_boundary(p99, deadline):
+    buckets = d.latency_buckets(p99, deadline, STD).choice
+    assert buckets == sorted(set(buckets)) and all(b > 0 for b in buckets)
+    assert p99 / 1000 in buckets  # exactly, as a float: the latency SLO's le="..."
+    assert deadline / 1000 in buckets
+    assert buckets[-1] == max(p99, deadline) / 1000  # nothing above the deadline (or the target)
+    for b in buckets:
+        if b not in (deadline / 1000, max(p99, deadline) / 1000):
+            assert any(math.isclose(b, p99 * m / 1000) for m in STD["slo"]["latency_bucket_multiples"])
+
+
+def test_latency_buckets_default_and_the_standard_needs_one():
+    assert d.latency_buckets(50, 250, STD).choice == [0.0025, 0.005, 0.0125, 0.025, 0.0375, 0.05, 0.075, 0.1, 0.15, 0.25]
+    broken = {**STD, "slo": {**STD["slo"], "latency_bucket_multiples": [0.5, 2]}}
+    with pytest.raises(ValueError, match="must contain 1"):
+        d.latency_buckets(50, 250, broken)
+
+
+def test_le_matcher_and_go_float():
+    assert d.le_matcher(0.05) == 'le="0.05"'
+    assert d.le_matcher(1.0) == 'le=~"1|1[.]0"'  # Go writes 1, Prometheus 3 normalizes to 1.0
+    assert (d.go_float(0.05), d.go_float(2.0), d.go_float(5e-05)) == ("0.05", "2", "5e-05")
+
+
+def test_slo_budgets_and_burn_thresholds():
+    s = d.slo(99.9, 50, STD)
+    c = s.choice
+    assert (c["availability_percent"], c["error_budget"], c["latency_budget"], c["latency_target_s"]) == (99.9, 0.001, 0.01, 0.05)
+    assert [(a["severity"], a["burn_rate"], a["long"], a["short"]) for a in c["burn_alerts"]] == [
+        ("page", 14.4, "1h", "5m"), ("page", 6, "6h", "30m"), ("ticket", 3, "1d", "2h"), ("ticket", 1, "3d", "6h")]
+    assert [a["error_ratio"] for a in c["burn_alerts"]] == [0.0144, 0.006, 0.003, 0.001]
+    assert [a["slow_ratio"] for a in c["burn_alerts"]] == [0.144, 0.06, 0.03, 0.01]
+    assert c["windows"] == ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
+    assert "14.4x over 1h and 5m (page)" in s.reason and "1.44 % failed requests" in s.reason
+    assert s.numbers == {"le": "0.05", "le_matcher": 'le="0.05"'}
+    # The fastest page must be reachable at the loosest availability the standard accepts.
+    loosest = d.slo(STD["slo"]["availability_min"], 50, STD).choice
+    assert loosest["burn_alerts"][0]["error_ratio"] < 1
+    for bad in (STD["slo"]["availability_below"], STD["slo"]["availability_min"] - 0.01):
+        with pytest.raises(ValueError, match="slo_availability"):
+            d.slo(bad, 50, STD)
+
+
+def test_slo_in_the_plan_and_computed_values():
+    answers = {"peak_rps": 20000, "p99_ms": 50, "packets_per_s": 0, "cpu_bound": False, "exposure": "external",
+               "schema_churn": "low", "go_version": "1.26", "resource": "item", "slo_availability": 99.95}
+    p = d.plan(answers, STD)
+    assert p["slo"]["chosen"]["error_budget"] == 0.0005
+    assert p["computed"]["slo"]["availability_percent"] == 99.95
+    assert p["computed"]["latency_buckets_s"] == p["latency_buckets"]["chosen"]
+    del answers["slo_availability"]  # older answers files: the standard's default
+    assert d.plan(answers, STD)["slo"]["chosen"]["availability_percent"] == STD["slo"]["availability_default"]
+
+
+def test_percent_range_validator():
+    assert v.percent_range("slo_availability", 99.9, 95, 100) == ""
+    assert v.percent_range("slo_availability", 95, 95, 100) == ""
+    for bad in (100, 100.0, 94.99, "abc", float("nan"), True, None):
+        msg = v.percent_range("slo_availability", bad, 95, 100)
+        assert msg.startswith("slo_availability must be a percentage of at least 95 and below 100"), (bad, msg)

@@ -102,6 +102,10 @@ def test_interactive_copy(tmp_path):
         s.answer("300")
         s.wait("p99 latency target")
         s.answer("200")
+        s.wait("Availability objective in percent")
+        s.answer("100")
+        s.wait("at least 95 and below 100")  # refused: no error budget left
+        s.answer("99.5")
         s.wait("Packets per second")
         s.answer(None)
         s.wait("CPU-bound")
@@ -139,6 +143,7 @@ def test_interactive_copy(tmp_path):
     answers = yaml.safe_load((dst / ".copier-answers.yml").read_text())
     assert answers["service_slug"] == "pty-svc"
     assert answers["peak_rps"] == 300
+    assert answers["slo_availability"] == 99.5
     assert answers["data_layer"] == "sqlc"
     main = (dst / "cmd/pty-svc/main.go").read_text()
     assert "Our on-call tooling and libraries are Go-only." in main

@@ -71,6 +71,9 @@ func observe(logger *slog.Logger, m *telemetry.Metrics) func(http.Handler) http.
 				span.SetAttributes(semconv.HTTPRoute(route))
 			}
 			elapsed := time.Since(start)
+			if holder.rateLimited {
+				m.RateLimited.WithLabelValues("http").Inc()
+			}
 			m.Requests.WithLabelValues(r.Method, route, strconv.Itoa(status)).Inc()
 			m.Duration.WithLabelValues(r.Method, route).Observe(elapsed.Seconds())
 			logger.InfoContext(r.Context(), "request",
@@ -85,8 +88,12 @@ type routeKey struct{}
 // unmatched is the route label of requests no endpoint matched.
 const unmatched = "unmatched"
 
-// routeHolder carries the matched route pattern out of the router, for metrics and logs.
-type routeHolder struct{ pattern string }
+// routeHolder carries the matched route pattern out of the router, for metrics and logs,
+// and whether the rate limit refused the request (counted in rate_limited_requests_total).
+type routeHolder struct {
+	pattern     string
+	rateLimited bool
+}
 
 // routed records pattern as the request's route before calling h.
 func routed(pattern string, h http.Handler) http.Handler {
@@ -245,6 +252,9 @@ func rateLimit(logger *slog.Logger, l *ratelimit.Limiter) func(http.Handler) htt
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			key := ratelimit.Key(domain.PrincipalFromContext(r.Context()), clientIP(r.Context()))
 			if ok, wait := l.Reserve(key, time.Now()); !ok {
+				if holder, ok := r.Context().Value(routeKey{}).(*routeHolder); ok {
+					holder.rateLimited = true // observe counts it
+				}
 				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 				writeError(w, r, logger, domain.Errorf(domain.KindRateLimited, "too many requests: slow down"))
 				return

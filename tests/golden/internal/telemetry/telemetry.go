@@ -67,16 +67,18 @@ func (h requestIDHandler) WithGroup(name string) slog.Handler {
 	return requestIDHandler{h.Handler.WithGroup(name)}
 }
 
-// Metrics are the service's RED metrics.
+// Metrics are the service's RED and saturation metrics.
 type Metrics struct {
 	Registry *prometheus.Registry
 	Requests *prometheus.CounterVec
 	Duration *prometheus.HistogramVec
 	InFlight prometheus.Gauge
+	// RateLimited counts the requests the rate limit refused, by transport ("http", "grpc").
+	RateLimited *prometheus.CounterVec
 }
 
-// NewMetrics registers the RED metrics and the Go runtime and process collectors on a
-// private registry.
+// NewMetrics registers the RED and saturation metrics and the Go runtime and process
+// collectors on a private registry.
 func NewMetrics() *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
@@ -91,17 +93,38 @@ func NewMetrics() *Metrics {
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "http_requests_in_flight", Help: "HTTP requests being served.",
 		}),
+		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rate_limited_requests_total", Help: "Requests refused by the rate limit, by transport.",
+		}, []string{"transport"}),
 	}
+	// Every transport's series exists from the start, at 0: rate() sees the first refusal.
+	m.RateLimited.WithLabelValues("http")
 	reg.MustRegister(
 		m.Requests, m.Duration, m.InFlight,
+		m.RateLimited,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
 }
 
-// latencyBuckets are the histogram buckets of request latency, in seconds.
-var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+// latencyBuckets are the histogram buckets of request latency, in seconds: multiples of
+// the p99 target (0.05 s, a bucket boundary, so the latency SLO counts the
+// requests within it exactly) up to the request deadline (docs/adr/0001-architecture.md).
+var latencyBuckets = []float64{0.0025, 0.005, 0.0125, 0.025, 0.0375, 0.05, 0.075, 0.1, 0.15, 0.25}
+
+// RegisterReadiness exports service_ready: 1 while ready says the service is ready for
+// traffic, else 0, asked at scrape time.
+func (m *Metrics) RegisterReadiness(ready func() bool) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "service_ready", Help: "1 when the service is ready for traffic (the readiness checks pass), else 0.",
+	}, func() float64 {
+		if ready() {
+			return 1
+		}
+		return 0
+	}))
+}
 
 // RegisterPoolStats exports the database pool's statistics (gauges and counters read at
 // scrape time) under db_pool_*, labelled with the DB_TYPE.
