@@ -1,0 +1,222 @@
+"""Private database servers for tests that stop and start their database.
+
+The suite's shared servers (.ci/postgres.sh, .ci/mariadb.sh) serve every test at once, so a
+test that takes its database down runs its own instance instead: a fresh data directory
+under a temporary directory, a free loopback port, the Debian binaries the .ci scripts use.
+Each is a context manager that creates and starts the instance and removes everything at
+the end; stop() and start() take it down and bring it back in between.
+
+    with PostgresServer() as pg:
+        dsn = pg.dsn          # postgres://...
+        pg.stop(); pg.start()
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+PASSWORD = "cgs-test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as(user: str) -> list[str]:
+    """Run as user when the tests run as root (the servers refuse to run as root)."""
+    return ["runuser", "-u", user, "--"] if os.geteuid() == 0 else []
+
+
+def _private_dir(owner: str) -> tuple[Path, Path]:
+    """A temporary base directory others may traverse, and a data directory in it that the
+    server's user owns."""
+    base = Path(tempfile.mkdtemp(prefix="cgs-db-", dir="/tmp"))
+    base.chmod(0o755)
+    data = base / "data"
+    data.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(data, owner, owner)
+    return base, data
+
+
+def postgres_bindir() -> Path | None:
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: [int(x) for x in Path(d).parent.name.split(".") if x.isdigit()])
+    return Path(dirs[-1]) if dirs and Path(dirs[-1], "initdb").exists() else None
+
+
+def mariadbd_path() -> Path | None:
+    found = shutil.which("mariadbd") or ("/usr/sbin/mariadbd" if os.path.exists("/usr/sbin/mariadbd") else None)
+    return Path(found) if found and shutil.which("mariadb-install-db") else None
+
+
+class PostgresServer:
+    """A PostgreSQL instance of its own (initdb, pg_ctl), on 127.0.0.1 and a free port."""
+
+    def __init__(self) -> None:
+        bindir = postgres_bindir()
+        if bindir is None:
+            raise FileNotFoundError("no PostgreSQL server binaries under /usr/lib/postgresql (apt-get install postgresql)")
+        self.bindir = bindir
+        self.port = free_port()
+        self.base, self.data = _private_dir("postgres")
+        self.dsn = f"postgres://postgres:{PASSWORD}@127.0.0.1:{self.port}/postgres?sslmode=disable"
+        pwfile = self.base / "pw"
+        pwfile.write_text(PASSWORD + "\n")
+        pwfile.chmod(0o644)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", f"--pwfile={pwfile}", "-A", "scram-sha-256")
+        pwfile.unlink()
+
+    def _run(self, tool: str, *args: str, timeout: float = 120) -> None:
+        proc = subprocess.run([*_as("postgres"), str(self.bindir / tool), *args], capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            log = self.data / "server.log"
+            raise RuntimeError(f"{tool} failed: {proc.stderr}\n{log.read_text() if log.exists() else ''}")
+
+    def start(self) -> None:
+        """Start the server and return once it accepts connections."""
+        # fsync off: a committed transaction survives the server's processes crashing (its WAL
+        # is written at commit), not the machine's, which these tests never do.
+        opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.data} -c fsync=off "
+                "-c full_page_writes=off -c max_connections=100")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.data / "server.log"), "-w", "-t", "60", "-o", opts, "start")
+
+    def stop(self, crash: bool = False) -> None:
+        """Stop the server: a fast shutdown (sessions are ended, as by an administrator or
+        systemd), or with crash an immediate one (every process quits at once, no
+        checkpoint: the next start recovers from the WAL, like after a crash)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate" if crash else "fast", "-w", "-t", "60", "stop")
+
+    def running(self) -> bool:
+        return subprocess.run([*_as("postgres"), str(self.bindir / "pg_ctl"), "-D", str(self.data), "status"],
+                              capture_output=True, timeout=30).returncode == 0
+
+    def sql(self, query: str, db: str = "postgres") -> str:
+        """Run a statement with psql as the superuser; return its unaligned output."""
+        dsn = self.dsn.replace("/postgres?", f"/{db}?")
+        return subprocess.run(["psql", dsn, "-qAtc", query], check=True, capture_output=True, text=True, timeout=60).stdout
+
+    def create_database(self, name: str) -> str:
+        """Create a database; return its DSN."""
+        self.sql(f"CREATE DATABASE {name}")
+        return self.dsn.replace("/postgres?", f"/{name}?")
+
+    def __enter__(self) -> "PostgresServer":
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            if self.running():
+                self.stop(crash=True)
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+class MariaDBServer:
+    """A MariaDB instance of its own (mariadb-install-db, mariadbd), on 127.0.0.1 and a free
+    port, with a user 'cgs' that may do anything over TCP."""
+
+    USER = "cgs"
+
+    def __init__(self) -> None:
+        mariadbd = mariadbd_path()
+        if mariadbd is None:
+            raise FileNotFoundError("mariadbd or mariadb-install-db not found (apt-get install mariadb-server)")
+        self.mariadbd = mariadbd
+        self.port = free_port()
+        self.base, self.data = _private_dir("mysql")
+        self.sock = self.data / "mariadb.sock"
+        self.proc: subprocess.Popen | None = None
+        self.dsn = f"{self.USER}:{PASSWORD}@tcp(127.0.0.1:{self.port})/"
+        proc = subprocess.run(["mariadb-install-db", f"--datadir={self.data}", "--user=mysql",
+                               "--auth-root-authentication-method=socket", "--skip-test-db"],
+                              capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed: {proc.stdout}\n{proc.stderr}")
+        self._created_user = False
+
+    def url(self, db: str) -> str:
+        """The service's mariadb:// URL for database db."""
+        return f"mariadb://{self.USER}:{PASSWORD}@127.0.0.1:{self.port}/{db}"
+
+    def _alive(self) -> bool:
+        return subprocess.run(["mariadb-admin", f"--socket={self.sock}", "-uroot", "ping"],
+                              capture_output=True, timeout=30).returncode == 0
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the server and return once it answers. The redo log is written at every
+        commit (flushed once a second): a commit survives mariadbd being killed, not the
+        machine crashing, which these tests never do."""
+        self.proc = subprocess.Popen(
+            [str(self.mariadbd), "--no-defaults", f"--datadir={self.data}", "--user=mysql", f"--port={self.port}",
+             "--bind-address=127.0.0.1", f"--socket={self.sock}", f"--pid-file={self.data / 'mariadb.pid'}",
+             f"--log-error={self.data / 'error.log'}", "--innodb-flush-log-at-trx-commit=2", "--skip-log-bin",
+             "--max-connections=200", "--innodb-buffer-pool-size=64M"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not self._alive():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                log = self.data / "error.log"
+                raise RuntimeError("mariadbd did not start:\n" + (log.read_text()[-3000:] if log.exists() else ""))
+            time.sleep(0.1)
+        if not self._created_user:
+            self.root_sql(f"CREATE USER '{self.USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'; "
+                          f"GRANT ALL PRIVILEGES ON *.* TO '{self.USER}'@'127.0.0.1' WITH GRANT OPTION;")
+            self._created_user = True
+
+    def stop(self, crash: bool = False, timeout: float = 60) -> None:
+        """Stop the server the way a service manager does (SIGTERM: a normal shutdown), or
+        with crash kill it (SIGKILL: the next start recovers from the redo log)."""
+        if self.proc and self.proc.poll() is None:
+            if crash:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        self.proc = None
+
+    def root_sql(self, query: str) -> str:
+        return subprocess.run(["mariadb", f"--socket={self.sock}", "-uroot", "-N", "-B", "-e", query],
+                              check=True, capture_output=True, text=True, timeout=60).stdout
+
+    def create_database(self, name: str) -> str:
+        """Create a database; return the service's URL for it."""
+        self.root_sql(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def __enter__(self) -> "MariaDBServer":
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
