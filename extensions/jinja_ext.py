@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -171,6 +172,22 @@ def _whole_ms(ms: Any) -> int:
     return ms
 
 
+_PLANS: dict[str, dict[str, Any]] = {}
+
+
+def _plan_for(answers: dict[str, Any]) -> dict[str, Any]:
+    """The plan for a set of answers, computed once per set: Copier makes a new context for
+    every file name and file it renders (over a thousand per copy), each asking for it."""
+    key = json.dumps(answers, sort_keys=True, default=str)
+    if key not in _PLANS:
+        if len(_PLANS) > 64:
+            _PLANS.clear()
+        plan = decisions.plan(answers, STANDARDS)
+        plan["excluded_files"] = decisions.excluded_files(FILE_TABLE, plan["on"], answers["resource"])
+        _PLANS[key] = plan
+    return _PLANS[key]
+
+
 class GoServiceContext(ContextHook):
     """At render time, adds `plan` (every computed decision) to the template context."""
 
@@ -184,7 +201,5 @@ class GoServiceContext(ContextHook):
             k: context[k] for k in OPTIONAL_FOR_PLAN
             if isinstance(context.get(k), (str, list, float, int)) and not isinstance(context.get(k), bool)
         })
-        plan = decisions.plan(answers, STANDARDS)
-        plan["excluded_files"] = decisions.excluded_files(FILE_TABLE, plan["on"], answers["resource"])
-        context["plan"] = plan
+        context["plan"] = _plan_for(answers)
         context["R"] = context["plan"]["resource"]

@@ -6,11 +6,14 @@ test instead of skipping it.
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +73,20 @@ def render(dst: Path, data: dict[str, Any] | None = None, skip_tasks: bool = Fal
         **kw,
     )
     return dst
+
+
+_SHARED: dict[str, Path] = {}
+
+
+def render_shared(data: dict[str, Any] | None = None) -> Path:
+    """A render without tasks, made once per test session for each set of answers and shared
+    by every test that asks for the same: read it, never change it."""
+    key = json.dumps(data or {}, sort_keys=True)
+    if key not in _SHARED:
+        base = Path(tempfile.mkdtemp(prefix="cgs-shared-render-"))
+        atexit.register(shutil.rmtree, base, True)
+        _SHARED[key] = render(base / "my-service", data, skip_tasks=True)
+    return _SHARED[key]
 
 
 @pytest.fixture(autouse=True)

@@ -58,7 +58,37 @@ def mariadbd_path() -> Path | None:
     return Path(found) if found and shutil.which("mariadb-install-db") else None
 
 
-class PostgresServer:
+class PrivateServer:
+    """A database server of the test's own under self.base: started on entry; on exit
+    halted (halt) and its directory removed, whatever happened."""
+
+    base: Path
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def halt(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.halt()
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+class PostgresServer(PrivateServer):
     """A PostgreSQL instance of its own (initdb, pg_ctl), on 127.0.0.1 and a free port."""
 
     def __init__(self) -> None:
@@ -109,26 +139,12 @@ class PostgresServer:
         self.sql(f"CREATE DATABASE {name}")
         return self.dsn.replace("/postgres?", f"/{name}?")
 
-    def __enter__(self) -> "PostgresServer":
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        try:
-            if self.running():
-                self.stop(crash=True)
-        finally:
-            shutil.rmtree(self.base, ignore_errors=True)
+    def halt(self) -> None:
+        if self.running():
+            self.stop(crash=True)
 
 
-class MariaDBServer:
+class MariaDBServer(PrivateServer):
     """A MariaDB instance of its own (mariadb-install-db, mariadbd), on 127.0.0.1 and a free
     port, with a user 'cgs' that may do anything over TCP."""
 
@@ -204,19 +220,5 @@ class MariaDBServer:
         self.root_sql(f"CREATE DATABASE {name}")
         return self.url(name)
 
-    def __enter__(self) -> "MariaDBServer":
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.base, ignore_errors=True)
+    def halt(self) -> None:
+        self.stop()

@@ -13,7 +13,7 @@ from copier._main import _pathspec_pattern as PATTERN  # the pattern flavour Cop
 from pathspec import PathSpec
 
 from extensions import decisions
-from tests.conftest import ROOT, render
+from tests.conftest import ROOT, render_shared
 
 pytestmark = pytest.mark.fast
 
@@ -143,8 +143,8 @@ def dirs_of(project: Path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def default_render(tmp_path_factory) -> Path:
-    return render(tmp_path_factory.mktemp("files") / "svc", skip_tasks=True)
+def default_render() -> Path:
+    return render_shared()
 
 
 def test_the_default_render_is_what_the_table_says(default_render):
@@ -156,9 +156,9 @@ def test_the_default_render_is_what_the_table_says(default_render):
 
 
 @pytest.mark.parametrize("option", list(OPTION_FILES))
-def test_each_option_value_adds_and_removes_exactly_its_files(default_render, tmp_path, option):
+def test_each_option_value_adds_and_removes_exactly_its_files(default_render, option):
     data, added, removed = OPTION_FILES[option]
-    proj = render(tmp_path / "svc", data, skip_tasks=True)
+    proj = render_shared(data)
     base, got = files_of(default_render), files_of(proj)
     assert sorted(got - base) == sorted(added)
     assert sorted(base - got) == sorted(removed)
@@ -167,7 +167,7 @@ def test_each_option_value_adds_and_removes_exactly_its_files(default_render, tm
     assert empty == []
 
 
-def test_a_resource_name_renames_its_files(tmp_path, default_render):
-    proj = render(tmp_path / "svc", {"resource": "category"}, skip_tasks=True)
+def test_a_resource_name_renames_its_files(default_render):
+    proj = render_shared({"resource": "category"})
     rename = re.compile(r"\bitem(?=[._/])")
     assert files_of(proj) == {rename.sub("category", f) for f in files_of(default_render)}

@@ -16,7 +16,7 @@ import yaml
 from copier.errors import UnsafeTemplateError
 
 from extensions.jinja_ext import env_duration, go_duration
-from tests.conftest import ROOT, STANDARDS, render
+from tests.conftest import ROOT, STANDARDS, render, render_shared
 
 pytestmark = pytest.mark.fast
 
@@ -71,8 +71,8 @@ EXPECTED_FILES = [
 
 
 @pytest.fixture(scope="module")
-def default(tmp_path_factory) -> Path:
-    return render(tmp_path_factory.mktemp("render") / "my-service", skip_tasks=True)
+def default() -> Path:
+    return render_shared()
 
 
 def test_default_files(default):
@@ -129,8 +129,8 @@ def test_go_mod_pins_the_standards(default):
          [], {"chi", "cors", "grpc", "protobuf", "genproto_rpc", "otelgrpc"}),
     ],
 )
-def test_transport_variants(tmp_path, data, present, absent, modules):
-    proj = render(tmp_path / "svc", data, skip_tasks=True)
+def test_transport_variants(data, present, absent, modules):
+    proj = render_shared(data)
     for f in present:
         assert (proj / f).exists(), f
     for f in absent:
@@ -144,16 +144,16 @@ def test_transport_variants(tmp_path, data, present, absent, modules):
         assert ("gin-gonic" in router.read_text()) == ("gin" in modules)
 
 
-def test_transport_follows_the_callers_unless_overridden(tmp_path):
+def test_transport_follows_the_callers_unless_overridden():
     from extensions import decisions
 
     for exposure in ("external", "internal", "both"):
-        proj = render(tmp_path / exposure, {"exposure": exposure}, skip_tasks=True)
+        proj = render_shared({"exposure": exposure})
         answers = yaml.safe_load((proj / ".copier-answers.yml").read_text())
         assert answers["transport"] == decisions.transport(exposure).choice
         adr = (proj / "docs/adr/0001-architecture.md").read_text()
         assert decisions.transport(exposure).reason in adr
-    proj = render(tmp_path / "override", {"exposure": "internal", "transport": "rest", "router": "gin"}, skip_tasks=True)
+    proj = render_shared({"exposure": "internal", "transport": "rest", "router": "gin"})
     assert (proj / "internal/httpapi").is_dir() and not (proj / "internal/grpcapi").exists()
 
 
@@ -328,8 +328,8 @@ def test_copie_reports_a_bad_answer(copie):
         (["sqlite"], ["sqlite"], ["postgres", "mysql"], set()),
     ],
 )
-def test_databases_compiled_in(tmp_path, databases, dirs, absent, modules):
-    proj = render(tmp_path / "svc", {"databases": databases}, skip_tasks=True)
+def test_databases_compiled_in(databases, dirs, absent, modules):
+    proj = render_shared({"databases": databases})
     store = proj / "internal/store"
     for d in dirs:
         assert (store / d).is_dir() and (store / "migrations" / d).is_dir() and (store / "queries" / d).is_dir(), d
@@ -390,8 +390,8 @@ def test_runtime_policy_numbers_come_from_the_standards(default):
 
 
 @pytest.mark.parametrize("layer", ["gorm", "sqlx"])
-def test_data_layer_renders_one_package_and_no_sqlc(tmp_path, layer):
-    proj = render(tmp_path / "svc", {"data_layer": layer, "databases": ["mariadb", "sqlite"]}, skip_tasks=True)
+def test_data_layer_renders_one_package_and_no_sqlc(layer):
+    proj = render_shared({"data_layer": layer, "databases": ["mariadb", "sqlite"]})
     store = proj / "internal/store"
     assert (store / f"{layer}store" / "item.go").is_file()
     other = {"gorm": "sqlx", "sqlx": "gorm"}[layer]
@@ -416,8 +416,8 @@ def test_data_layer_renders_one_package_and_no_sqlc(tmp_path, layer):
     assert {"gorm": "pure-Go modernc.org/sqlite connection", "sqlx": "placeholders that sqlx rebinds"}[layer] in adr
 
 
-def test_data_layer_default_follows_schema_churn(tmp_path):
-    proj = render(tmp_path / "svc", {"schema_churn": "high"}, skip_tasks=True)
+def test_data_layer_default_follows_schema_churn():
+    proj = render_shared({"schema_churn": "high"})
     assert yaml.safe_load((proj / ".copier-answers.yml").read_text())["data_layer"] == "gorm"
     assert (proj / "internal/store/gormstore").is_dir()
 
