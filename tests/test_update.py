@@ -328,3 +328,20 @@ def test_update_without_mariadb_keeps_building(template_repo, tmp_path, layer):
     run(["go", "build", "./..."], svc)
     run(["go", "vet", "./..."], svc)
     run(["go", "test", "-count=1", "./internal/store/..."], svc)
+
+
+def test_the_slo_rules_arrive_and_follow_the_answers(template_repo, tmp_path):
+    """The alerting rules and the dashboard are managed files: a service made before they
+    existed gets them on update, and a changed SLO answer rewrites their numbers."""
+    svc = make_service(template_repo, tmp_path / "svc")
+    rules, dashboard = svc / "deploy/prometheus/alerts.yml", svc / "deploy/grafana/dashboard.json"
+    assert not rules.exists() and not dashboard.exists()
+    update(svc, "v2.0.0")
+    commit(svc, "update to v2")
+    assert "> 0.0144\n" in rules.read_text() and dashboard.is_file()  # 14.4 x the 0.1 % budget of 99.9 %
+    update(svc, "v3.0.0", data={"slo_availability": 99.5})
+    assert git(svc, "ls-files", "-u") == "" and conflicts_check(svc).returncode == 0
+    assert answers(svc)["slo_availability"] == 99.5
+    text = rules.read_text()
+    assert "> 0.072\n" in text and "> 0.0144\n" not in text, text[:2000]  # 14.4 x 0.5 %
+    assert "99.5 %" in (svc / "docs/adr/0001-architecture.md").read_text()
