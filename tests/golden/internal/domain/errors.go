@@ -3,6 +3,7 @@
 package domain
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -57,9 +58,14 @@ func Invalid(message string, fields map[string]string) *Error {
 	return &Error{Kind: KindInvalid, Message: message, Fields: fields}
 }
 
-// KindOf reports the kind of err: the kind of the first *Error in its chain, or
-// KindInternal.
+// KindOf reports the kind of err: KindUnavailable when a deadline ran out anywhere in its
+// chain (the service or a dependency was too slow: the caller may retry later), else the
+// kind of the first *Error in its chain, else KindInternal. It is the one place that rule
+// lives; the transports and the tracing follow it.
 func KindOf(err error) Kind {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return KindUnavailable
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Kind

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -39,9 +38,6 @@ type errorDetail struct {
 // logged here, once, and masked.
 func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
 	kind := domain.KindOf(err)
-	if errors.Is(err, context.DeadlineExceeded) {
-		kind = domain.KindUnavailable
-	}
 	detail := errorDetail{Code: string(kind), RequestID: telemetry.RequestID(r.Context())}
 	var de *domain.Error
 	switch {
@@ -65,9 +61,6 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 
 // statusOf is the HTTP status writeError answers err with.
 func statusOf(err error) int {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return http.StatusServiceUnavailable
-	}
 	return statusOfKind(domain.KindOf(err))
 }
 

@@ -2,7 +2,6 @@ package telemetry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -128,7 +127,7 @@ func EndSpan(span trace.Span, err error) {
 	if err != nil && span.IsRecording() {
 		kind := domain.KindOf(err)
 		span.SetAttributes(semconv.ErrorTypeKey.String(string(kind)))
-		if kind == domain.KindInternal || kind == domain.KindUnavailable || errors.Is(err, context.DeadlineExceeded) {
+		if kind == domain.KindInternal || kind == domain.KindUnavailable {
 			span.RecordError(err)
 			span.SetStatus(codes.Error, string(kind))
 		}
