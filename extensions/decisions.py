@@ -8,6 +8,7 @@ template can show the reason in prompts and in the service's decision record.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -157,10 +158,37 @@ def _clamp(value: float, lo: float, hi: float) -> float:
     return max(lo, min(hi, value))
 
 
-def pool_size(peak_rps: int, std: Standards) -> Decision:
-    """DB pool size per instance from Little's law: L = lambda x W, with headroom, clamped."""
+def replicas(peak_rps: int, std: Standards) -> Decision:
+    """How many instances serve the peak: enough that each runs at the autoscaler's CPU
+    target at the answered peak (never fewer than the standard's minimum), and the
+    autoscaler's ceiling for a surge above it."""
+    k = std["kubernetes"]
+    per_instance = k["instance_capacity_rps"] * k["hpa_cpu_utilization"]
+    needed = math.ceil(peak_rps / per_instance)
+    low = min(max(k["replicas_min"], needed), k["replicas_max"])
+    high = min(max(low + 1, math.ceil(peak_rps * k["hpa_surge"] / per_instance)), k["replicas_max"])
+    note = ""
+    if needed < k["replicas_min"]:
+        note = f", raised to the standard's minimum of {k['replicas_min']}"
+    elif needed > k["replicas_max"]:
+        note = f", capped at {k['replicas_max']}"
+    return Decision(
+        {"min": low, "max": high},
+        f"One instance serves {_fmt(k['instance_capacity_rps'])} req/s at its CPU request; at the "
+        f"autoscaler's {k['hpa_cpu_utilization']:.0%} CPU target that is {_fmt(per_instance)} req/s, so peak "
+        f"{_fmt(peak_rps)} req/s needs {_fmt(needed)} {'instance' if needed == 1 else 'instances'}{note}; the autoscaler may grow to "
+        f"{high} for {k['hpa_surge']}x the peak.",
+        {"needed": needed, "per_instance_rps": per_instance},
+    )
+
+
+def pool_size(peak_rps: int, std: Standards, instances: int | None = None) -> Decision:
+    """DB pool size per instance from Little's law: L = lambda x W, with headroom, clamped.
+    The peak is shared by `instances` (default: the replicas the peak needs)."""
     s = std["sizing"]
-    per_instance_rps = peak_rps / s["replicas"]
+    if instances is None:
+        instances = replicas(peak_rps, std).choice["min"]
+    per_instance_rps = peak_rps / instances
     query_rate = per_instance_rps * s["db_queries_per_request"]
     concurrency = query_rate * s["db_query_ms"] / 1000.0
     raw = math.ceil(concurrency * s["pool_headroom"])
@@ -174,7 +202,7 @@ def pool_size(peak_rps: int, std: Standards) -> Decision:
         f"{s['db_queries_per_request']} query x {s['db_query_ms']} ms = "
         f"{concurrency:.1f} connections busy; x {s['pool_headroom']} headroom = {raw}{clamp_note}.",
         {
-            "replicas": s["replicas"],
+            "replicas": instances,
             "per_instance_rps": per_instance_rps,
             "concurrency": round(concurrency, 2),
             "raw": raw,
@@ -222,6 +250,65 @@ def timeouts(p99_ms: int, std: Standards, http: bool = True) -> Decision:
         + "database statements share the request deadline; "
         f"a call to another service may take {s['outbound_timeout_share']:.0%} of it, {outbound} ms, "
         f"{max(1, outbound // attempts)} ms per try over at most {attempts} tries.",
+    )
+
+
+def _mebibytes(quantity: str) -> int:
+    """A Kubernetes memory quantity in Mi or Gi as MiB."""
+    m = re.fullmatch(r"(\d+)(Mi|Gi)", quantity)
+    if not m:
+        raise ValueError(f"standards: memory quantity {quantity!r}: use <n>Mi or <n>Gi")
+    return int(m.group(1)) * (1024 if m.group(2) == "Gi" else 1)
+
+
+def kubernetes(instances: dict[str, int], pool: int, budget: dict[str, int], std: Standards) -> Decision:
+    """The Deployment's numbers: replicas and autoscaling, resources, GOMEMLIMIT, probe timing
+    and the grace period, checked against the shutdown budget and the database's connections."""
+    k, s = std["kubernetes"], std["sizing"]
+    grace_s = math.ceil(s["termination_grace_ms"] / 1000)
+    removal_ms = k["readiness_period_s"] * k["readiness_failures"] * 1000
+    if removal_ms >= budget["drain_delay_ms"]:
+        # A failing readiness probe must take the instance out of the endpoints before the
+        # drain delay ends and the listeners close.
+        raise ValueError(
+            f"standards: kubernetes readiness_period_s x readiness_failures = {removal_ms} ms must be "
+            f"below sizing.drain_delay_ms {budget['drain_delay_ms']}"
+        )
+    gomemlimit = int(_mebibytes(k["memory_limit"]) * k["gomemlimit_share"])
+    connections = pool * instances["max"]
+    over = connections > k["database_max_connections"]
+    return Decision(
+        {
+            "replicas_min": instances["min"],
+            "replicas_max": instances["max"],
+            "hpa_cpu_percent": round(k["hpa_cpu_utilization"] * 100),
+            "grace_s": grace_s,
+            "cpu_request": k["cpu_request"],
+            "cpu_limit": k["cpu_limit"],
+            "memory_request": k["memory_request"],
+            "memory_limit": k["memory_limit"],
+            "gomemlimit": f"{gomemlimit}MiB",
+            "readiness_period_s": k["readiness_period_s"],
+            "readiness_failures": k["readiness_failures"],
+            "liveness_period_s": k["liveness_period_s"],
+            "liveness_failures": k["liveness_failures"],
+            "startup_period_s": k["startup_period_s"],
+            "startup_failures": k["startup_failures"],
+            "pdb_max_unavailable": k["pdb_max_unavailable"],
+            "run_as_user": k["run_as_user"],
+            "connections_at_max": connections,
+        },
+        f"Grace period {grace_s} s covers the drain delay ({budget['drain_delay_ms'] / 1000:g} s) and the "
+        f"shutdown timeout ({budget['shutdown_ms'] / 1000:g} s); a failing /readyz leaves the endpoints after "
+        f"{removal_ms / 1000:g} s, inside the drain delay. GOMEMLIMIT {gomemlimit}MiB is "
+        f"{k['gomemlimit_share']:.0%} of the {k['memory_limit']} limit. At {instances['max']} replicas the pools "
+        f"hold {connections} database connections"
+        + (
+            f", more than a default server's {k['database_max_connections']}: put a pooler (PgBouncer, "
+            f"ProxySQL, MaxScale) in front or raise max_connections."
+            if over else f", within a default server's {k['database_max_connections']}."
+        ),
+        {"connections_over_default": over},
     )
 
 
@@ -443,6 +530,7 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
         "transport": decided(recommended_transport, chosen="+".join(t for t in ("rest", "grpc") if flags[t])),
         "router": decided(router(), chosen=flags["router"]) if flags["rest"] else decided(Decision("none", "No REST API: no router.")),
         "data_layer": decided(recommended_layer, chosen=layer),
+        "replicas": decided(replicas(answers["peak_rps"], std)),
         "pool": decided(pool_size(answers["peak_rps"], std)),
         "timeouts": decided(timeouts(answers["p99_ms"], std, http=flags["rest"])),
         "rate_limit": decided(rate_limit(answers["peak_rps"], std)),
@@ -473,6 +561,9 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
         for k, v in sorted(std["modules"].items(), key=lambda kv: kv[1]["path"])
         if module_wanted(v, on)
     ]
+    result["kubernetes"] = decided(
+        kubernetes(result["replicas"]["chosen"], result["pool"]["chosen"], result["timeouts"]["chosen"], std)
+    )
     result["latency_buckets"] = decided(
         latency_buckets(answers["p99_ms"], result["timeouts"]["chosen"]["request_ms"], std)
     )
@@ -520,7 +611,12 @@ def computed_summary(p: dict[str, Any], std: Standards) -> dict[str, Any]:
         "data_layer": p["data_layer"]["recommended"],
         "data_layer_rendered": p["data_layer"]["chosen"],
         "databases": p["db"]["types"],
+        "replicas": dict(p["replicas"]["chosen"]),
         "db_pool_max_conns": p["pool"]["chosen"],
+        "kubernetes": {
+            key: p["kubernetes"]["chosen"][key]
+            for key in ("grace_s", "cpu_request", "cpu_limit", "memory_request", "memory_limit", "gomemlimit", "hpa_cpu_percent")
+        },
         "timeouts_ms": dict(p["timeouts"]["chosen"]),
         "rate_limit": dict(p["rate_limit"]["chosen"]),
         "slo": {

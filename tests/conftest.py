@@ -7,6 +7,7 @@ test instead of skipping it.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import os
 import re
@@ -248,3 +249,34 @@ def slug_of(project: Path) -> str:
 
 
 sys.path.insert(0, str(ROOT))
+
+
+def k8scheck_path() -> Path:
+    """Build tests/k8scheck (strict decoding of Kubernetes manifests into the API's Go types)
+    against the modules the standards data pins, once per set of versions and source."""
+    if not shutil.which("go"):
+        raise FileNotFoundError("the Go toolchain ('go') is not on PATH")
+    src = ROOT / "tests" / "k8scheck" / "main.go"
+    mods = STANDARDS["check_modules"]
+    key = hashlib.sha256((src.read_text() + json.dumps(mods, sort_keys=True)).encode()).hexdigest()[:12]
+    binary = TOOLS_DIR / f"k8scheck-{key}" / "k8scheck"
+    if binary.exists():
+        return binary
+    work = Path(tempfile.mkdtemp(prefix="cgs-k8scheck-"))
+    try:
+        shutil.copy(src, work / "main.go")
+        env = go_env(CGO_ENABLED="0")
+        steps = [
+            ["go", "mod", "init", "k8scheck"],
+            ["go", "get", *(f"{m['path']}@{m['version']}" for m in mods.values())],
+            ["go", "mod", "tidy"],
+            ["go", "build", "-o", str(binary), "."],
+        ]
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        for step in steps:
+            proc = subprocess.run(step, cwd=work, env=env, capture_output=True, text=True, timeout=1800)
+            if proc.returncode != 0:
+                raise RuntimeError(f"could not build tests/k8scheck ({' '.join(step[:3])}):\n{proc.stderr[-3000:]}")
+        return binary
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -113,10 +113,50 @@ def test_module_when_names_known_flags_only():
 def test_pool_size_is_littles_law_with_headroom():
     s = STD["sizing"]
     rps = 20_000
-    expected = math.ceil(rps / s["replicas"] * s["db_queries_per_request"] * s["db_query_ms"] / 1000 * s["pool_headroom"])
+    instances = d.replicas(rps, STD).choice["min"]
+    expected = math.ceil(rps / instances * s["db_queries_per_request"] * s["db_query_ms"] / 1000 * s["pool_headroom"])
     decision = d.pool_size(rps, STD)
     assert decision.choice == min(max(expected, s["pool_min"]), s["pool_max"])
+    assert decision.numbers["replicas"] == instances
     assert "Little's law" in decision.reason
+    # Fewer instances sharing the same peak need bigger pools.
+    assert d.pool_size(rps, STD, instances=2).choice > decision.choice
+
+
+def test_replicas_serve_the_peak_at_the_cpu_target():
+    k = STD["kubernetes"]
+    per_instance = k["instance_capacity_rps"] * k["hpa_cpu_utilization"]
+    r = d.replicas(20_000, STD)
+    assert r.choice["min"] == math.ceil(20_000 / per_instance)
+    assert r.choice["max"] == math.ceil(20_000 * k["hpa_surge"] / per_instance)
+    assert "20,000 req/s" in r.reason and f"{r.choice['max']}" in r.reason
+    # A small peak still gets the standard's minimum, and the ceiling stays above it.
+    low = d.replicas(1, STD)
+    assert low.choice == {"min": k["replicas_min"], "max": k["replicas_min"] + 1} and "minimum" in low.reason
+    huge = d.replicas(10_000_000, STD)
+    assert huge.choice == {"min": k["replicas_max"], "max": k["replicas_max"]} and "capped" in huge.reason
+
+
+def test_kubernetes_numbers_fit_the_shutdown_budget():
+    budget = d.timeouts(50, STD).choice
+    k = d.kubernetes({"min": 9, "max": 17}, 7, budget, STD)
+    assert k.choice["grace_s"] * 1000 > budget["drain_delay_ms"] + budget["shutdown_ms"]
+    assert k.choice["readiness_period_s"] * k.choice["readiness_failures"] * 1000 < budget["drain_delay_ms"]
+    assert k.choice["gomemlimit"] == "460MiB" or k.choice["gomemlimit"].endswith("MiB")
+    assert k.choice["connections_at_max"] == 7 * 17
+    assert k.numbers["connections_over_default"] is (7 * 17 > STD["kubernetes"]["database_max_connections"])
+    assert "pooler" in k.reason
+    small = d.kubernetes({"min": 2, "max": 3}, 4, budget, STD)
+    assert "within a default server's" in small.reason
+
+
+def test_kubernetes_refuses_a_readiness_slower_than_the_drain():
+    std = {**STD, "kubernetes": {**STD["kubernetes"], "readiness_period_s": 5, "readiness_failures": 3}}
+    with pytest.raises(ValueError, match="readiness_period_s x readiness_failures"):
+        d.kubernetes({"min": 2, "max": 3}, 4, d.timeouts(50, STD).choice, std)
+    std = {**STD, "kubernetes": {**STD["kubernetes"], "memory_limit": "1G"}}
+    with pytest.raises(ValueError, match="memory quantity"):
+        d.kubernetes({"min": 2, "max": 3}, 4, d.timeouts(50, STD).choice, std)
 
 
 def test_pool_size_clamps():

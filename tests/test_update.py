@@ -239,13 +239,13 @@ def test_update_across_two_versions(template_repo, tmp_path):
     assert git(svc, "ls-files", "-u") == "" and conflicts_check(svc).returncode == 0
     a = answers(svc)
     assert a["_commit"] == "v3.0.0" and a["owning_team"] == OWNER
-    # The sizing change recomputed the pool (20,000 req/s over 2 replicas x 2 ms x 2.0).
+    # The sizing change recomputed the pool (20,000 req/s over 9 replicas x 2 ms x 2.0).
     computed = yaml.safe_load((svc / "docs/adr/computed.yml").read_text())
-    assert computed["db_pool_max_conns"] == 40
-    assert "### Database pool: 40 connections per instance" in (svc / "docs/adr/0001-architecture.md").read_text()
-    assert 'env:"DB_MAX_CONNS" envDefault:"40"' in (svc / "internal/config/config.go").read_text()
+    assert computed["db_pool_max_conns"] == 9
+    assert "### Database pool: 9 connections per instance" in (svc / "docs/adr/0001-architecture.md").read_text()
+    assert 'env:"DB_MAX_CONNS" envDefault:"9"' in (svc / "internal/config/config.go").read_text()
     log = (svc / "docs/adr/standards-updates.md").read_text()
-    assert "template v1.0.0 → v3.0.0" in log and "| `db_pool_max_conns` | 30 | 40 |" in log
+    assert "template v1.0.0 → v3.0.0" in log and "| `db_pool_max_conns` | 30 | 9 |" in log
     # The README is the team's: the template's v3 README change did not reach it.
     readme = (svc / "README.md").read_text()
     assert "## Run it (our notes)" in readme and "## Run it locally" not in readme

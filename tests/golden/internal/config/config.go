@@ -100,7 +100,7 @@ func (t Tracing) Ratio() float64 {
 type Database struct {
 	Type             string        `env:"DB_TYPE" envDefault:"postgresql"`
 	URL              string        `env:"DATABASE_URL"`
-	MaxConns         int32         `env:"DB_MAX_CONNS" envDefault:"30"`
+	MaxConns         int32         `env:"DB_MAX_CONNS" envDefault:"7"`
 	MinConns         int32         `env:"DB_MIN_CONNS" envDefault:"0"`
 	ConnMaxLifetime  time.Duration `env:"DB_CONN_MAX_LIFETIME" envDefault:"30m"`
 	ConnMaxIdleTime  time.Duration `env:"DB_CONN_MAX_IDLE_TIME" envDefault:"5m"`

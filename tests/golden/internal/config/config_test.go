@@ -17,7 +17,7 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.DB.Type != "postgresql" || cfg.DB.MaxConns != 30 {
+	if cfg.DB.Type != "postgresql" || cfg.DB.MaxConns != 7 {
 		t.Fatalf("db defaults: %+v", cfg.DB)
 	}
 	if cfg.HTTP.RequestTimeout != 250*time.Millisecond {
