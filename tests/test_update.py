@@ -6,8 +6,10 @@ service must still build and pass its tests."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -78,6 +80,8 @@ def v3_changes(tpl: Path) -> None:
     """v3: a sizing policy change (recomputed pool sizes) and a README change, which must
     not reach services (the README is the team's)."""
     sub(tpl / "extensions/standards.yml", "pool_headroom: 1.5", "pool_headroom: 2.0")
+    sub(tpl / "CHANGELOG.md", "## Unreleased\n",
+        "## v3.0.0\n\n- Database pools get 2.0x headroom over Little's law (was 1.5x).\n\n## Unreleased\n")
     sub(tpl / "template/README.md.jinja", "## Run it", "## Run it locally")
 
 
@@ -273,6 +277,61 @@ def test_conflicting_edit_fails_the_conflict_check(template_repo, tmp_path):
     git(svc, "add", ".golangci.yml")
     assert conflicts_check(svc).returncode == 0
     assert "# team: keep" in resolved and "- unconvert" in resolved
+
+
+def service_at_v2(tpl: Path, dst: Path) -> Path:
+    copier.run_copy(str(tpl), str(dst), data={"owning_team": OWNER}, defaults=True, unsafe=True, vcs_ref="v2.0.0", quiet=True)
+    git(dst, "init", "-q")
+    commit(dst, "service from template v2")
+    return dst
+
+
+def standards_update(svc: Path, *args: str) -> subprocess.CompletedProcess:
+    """The service's own fleet-update script, as its scheduled workflow runs it (without
+    --open-pr: the branch and the description stay local)."""
+    return subprocess.run([sys.executable, "scripts/standards-update.py", *args], cwd=svc, capture_output=True, text=True, timeout=900)
+
+
+def test_fleet_update_script_describes_the_update(template_repo, tmp_path):
+    svc = service_at_v2(template_repo, tmp_path / "svc")
+    body = tmp_path / "pr.md"
+    proc = standards_update(svc, "--ref", "v3.0.0", "--test-cmd", "go build ./...", "--body-file", str(body))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "v2.0.0 -> v3.0.0 on branch standards-update/v3.0.0; conflicts: no; checks: passed" in proc.stdout
+    text = body.read_text()
+    # What moved in this service's computed values, and the template's CHANGELOG for v3.
+    assert "**v2.0.0 → v3.0.0**" in text and "Conflicts" not in text
+    assert "| `db_pool_max_conns` | 7 | 9 |" in text
+    assert "## v3.0.0" in text and "2.0x headroom" in text and "## Unreleased" not in text
+    assert "Checks (`go build ./...`): **passed**" in text
+    # The update is committed on its own branch, and the tree is clean.
+    assert git(svc, "rev-parse", "--abbrev-ref", "HEAD").strip() == "standards-update/v3.0.0"
+    assert git(svc, "status", "--porcelain").strip() == "" and answers(svc)["_commit"] == "v3.0.0"
+    # Run again on the new version: nothing to do, nothing changed.
+    again = standards_update(svc, "--ref", "v3.0.0", "--body-file", str(tmp_path / "again.md"))
+    assert again.returncode == 0 and "already on v3.0.0" in again.stdout
+    assert git(svc, "status", "--porcelain").strip() == ""
+    # A template source outside TEMPLATE_SOURCES is refused before any of its code runs.
+    refused = subprocess.run([sys.executable, "scripts/standards-update.py"], cwd=svc, capture_output=True, text=True,
+                             env={**os.environ, "TEMPLATE_SOURCES": "https://example.com/platform/copier-go-service"})
+    assert refused.returncode == 2 and "not in TEMPLATE_SOURCES" in refused.stderr
+
+
+def test_fleet_update_script_marks_conflicts(template_repo, tmp_path):
+    svc = service_at_v2(template_repo, tmp_path / "svc")
+    # The team pinned its own pool size on the very line v3 recomputes.
+    sub(svc / "internal/config/config.go", 'env:"DB_MAX_CONNS" envDefault:"7"', 'env:"DB_MAX_CONNS" envDefault:"12"')
+    commit(svc, "team: a bigger pool")
+    body = tmp_path / "pr.md"
+    proc = standards_update(svc, "--ref", "v3.0.0", "--test-cmd", "go build ./...", "--body-file", str(body))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "conflicts: yes; checks: not run" in proc.stdout
+    text = body.read_text()
+    assert "**Conflicts.**" in text and "draft" in text and "internal/config/config.go" in text
+    assert "| `db_pool_max_conns` | 7 | 9 |" in text
+    # The conflicted state is committed on the branch for the team to resolve in the PR.
+    assert git(svc, "rev-parse", "--abbrev-ref", "HEAD").strip() == "standards-update/v3.0.0"
+    assert conflicts_check(svc).returncode == 1
 
 
 def test_unsupported_go_line_moves_on(template_repo, tmp_path):
