@@ -458,11 +458,14 @@ class Load:
 WANT = {"get": 200, "list": 200, "create": 201}
 
 
-def run_sigterm_under_load(binary: Path, tmp_path: Path, drain: str) -> tuple[Service, Load, float, int]:
+def run_sigterm_under_load(binary: Path, tmp_path: Path, drain: str | None) -> tuple[Service, Load, float, int]:
+    """drain: SHUTDOWN_DRAIN_DELAY, or None for the service's rendered default (production's)."""
     # One client address for every worker, and SQLite's single writer under ~300 writes/s:
     # limits and deadlines wide enough that only the shutdown can fail a request.
-    env = base_env(DB_TYPE="sqlite", DATABASE_URL=f"file:{tmp_path}/drain.db", SHUTDOWN_DRAIN_DELAY=drain,
+    env = base_env(DB_TYPE="sqlite", DATABASE_URL=f"file:{tmp_path}/drain.db", SHUTDOWN_DRAIN_DELAY=drain or "",
                    RATE_LIMIT_RPS="1000000", RATE_LIMIT_BURST="1000000", REQUEST_TIMEOUT="5s", DB_STATEMENT_TIMEOUT="5s")
+    if drain is None:
+        del env["SHUTDOWN_DRAIN_DELAY"]
     svc = Service(binary, env).wait_listening().wait_ready()
     status, _, item = call("POST", svc.api + "/api/v1/items", {"name": "seed"}, {"Idempotency-Key": "seed"})
     assert status == 201, item
@@ -484,9 +487,12 @@ def run_sigterm_under_load(binary: Path, tmp_path: Path, drain: str) -> tuple[Se
 
 
 def test_sigterm_under_load_fails_no_request_that_reached_the_service(binaries, tmp_path):
-    drain_s = 1.0
-    svc, load, sigterm_at, code = run_sigterm_under_load(binaries["default"], tmp_path, f"{drain_s:g}s")
+    """With the drain delay production runs with: the rendered default, from the standard."""
+    drain_s = STANDARDS["sizing"]["drain_delay_ms"] / 1000
+    svc, load, sigterm_at, code = run_sigterm_under_load(binaries["default"], tmp_path, None)
     assert code == 0, "".join(svc.raw[-30:])
+    announced = [line["drain_delay"] for line in svc.lines if line.get("msg") == "shutting down: readiness is now failing"]
+    assert announced == [drain_s * 1e9], announced  # slog writes durations in nanoseconds
 
     outcomes = load.outcomes
     answered = [o for o in outcomes if o.status is not None]

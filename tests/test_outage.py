@@ -11,20 +11,14 @@ database afterwards. The figures are printed (pytest -s) for the closing note.
 
 from __future__ import annotations
 
-import http.client
-import json
-import random
-import threading
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import pytest
 
 from tests.conftest import unavailable
+from tests.load import OpenLoop, ReadinessPoller, Result  # noqa: F401  (Result: their answers)
 from tests.servers import MariaDBServer, PostgresServer
 from tests.test_smoke import Service, base_env, binaries  # noqa: F401  (binaries is a fixture)
 
@@ -42,118 +36,6 @@ MARGIN_S = 1.0
 READY_503_WITHIN_S = 2.0
 RECOVER_WITHIN_S = 5.0
 ENV = {"REQUEST_TIMEOUT": f"{REQUEST_TIMEOUT_S:g}s", "DB_STATEMENT_TIMEOUT": "750ms"}
-
-
-@dataclass
-class Result:
-    kind: str  # "write" or "read"
-    sent: float  # time.monotonic() when the request was sent
-    latency: float
-    status: int | None  # None: no answer within the client's timeout, or the connection failed
-    retry_after: bool
-    created: str = ""  # the ID of a 201
-    error: str = ""  # why there was no answer
-
-
-class OpenLoop:
-    """A bounded open-loop generator: a scheduler thread sends writes and reads at fixed
-    rates for a fixed time, whatever the answers, through a bounded pool of sender threads.
-    Every request has a client timeout; every answer is recorded."""
-
-    def __init__(self, api: str, duration: float, writes_per_s: int, reads_per_s: int, senders: int = 48):
-        self.base = urlsplit(api)
-        self.duration = duration
-        per_s = writes_per_s + reads_per_s
-        # Interleave: of every per_s ticks, reads_per_s are reads, spread out.
-        self.plan = ["read" if (i * reads_per_s) % per_s < reads_per_s else "write" for i in range(per_s)]
-        self.interval = 1.0 / per_s
-        self.count = int(duration * per_s)
-        self.results: list[Result] = []
-        self.acked: list[str] = []
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=senders)
-        self._thread = threading.Thread(target=self._schedule, daemon=True)
-
-    def start(self) -> "OpenLoop":
-        self.t0 = time.monotonic()
-        self._thread.start()
-        return self
-
-    def _schedule(self) -> None:
-        for i in range(self.count):
-            delay = self.t0 + i * self.interval - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            self._pool.submit(self._send, self.plan[i % len(self.plan)], i)
-
-    def _send(self, kind: str, i: int) -> None:
-        with self._lock:
-            target = random.choice(self.acked) if self.acked and kind == "read" else ""
-        if kind == "read" and not target:
-            kind = "write"
-        if kind == "write":
-            method, path, body = "POST", "/api/v1/items", json.dumps({"name": f"outage {i}"})
-        else:
-            method, path, body = "GET", f"/api/v1/items/{target}", None
-        sent = time.monotonic()
-        status, retry_after, created, error = None, False, "", ""
-        conn = http.client.HTTPConnection(self.base.hostname, self.base.port, timeout=REQUEST_TIMEOUT_S + 5)
-        try:
-            conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
-            res = conn.getresponse()
-            raw = res.read()
-            status, retry_after = res.status, bool(res.getheader("Retry-After"))
-            if status == 201:
-                created = json.loads(raw)["id"]
-        except (OSError, http.client.HTTPException) as err:
-            error = repr(err)
-        finally:
-            conn.close()
-        r = Result(kind, sent, time.monotonic() - sent, status, retry_after, created, error)
-        with self._lock:
-            self.results.append(r)
-            if created:
-                self.acked.append(created)
-
-    def wait(self) -> list[Result]:
-        self._thread.join(timeout=self.duration + 30)
-        self._pool.shutdown(wait=True)
-        with self._lock:
-            return sorted(self.results, key=lambda r: r.sent)
-
-
-class ReadinessPoller:
-    """/readyz every 50 ms until stopped (bounded by a deadline): (time, status) pairs."""
-
-    def __init__(self, api: str, limit_s: float):
-        self.api = urlsplit(api)
-        self.limit = limit_s
-        self.samples: list[tuple[float, int | None]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.limit
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            t = time.monotonic()
-            conn = http.client.HTTPConnection(self.api.hostname, self.api.port, timeout=5)
-            try:
-                conn.request("GET", "/readyz")
-                res = conn.getresponse()
-                res.read()
-                status = res.status
-            except (OSError, http.client.HTTPException):
-                status = None
-            finally:
-                conn.close()
-            self.samples.append((t, status))
-            self._stop.wait(0.05)
-
-    def stop(self) -> list[tuple[float, int | None]]:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        return list(self.samples)
 
 
 def private_server(engine: str):
