@@ -40,29 +40,24 @@ def spread(counts: dict[str, int]) -> list[str]:
     return [kind for _, kind in sorted(ticks)]
 
 
-class OpenLoop:
-    """A bounded open-loop generator: a scheduler thread sends writes (creates), reads (get by
-    ID of an acknowledged create) and lists at fixed rates for a fixed time, whatever the
-    answers, through a bounded pool of sender threads, one connection per request. Every
-    request has a client timeout; every answer is recorded."""
+class Schedule:
+    """Bounded open-loop scheduling: a scheduler thread hands requests of each kind, at fixed
+    rates (`spread`) for a fixed time, whatever the answers, to a bounded pool of sender
+    threads. Subclasses send one request in `_send(kind, i)` and `record` what came back;
+    `wait` returns the records in the order sent (each has a `sent` time)."""
 
-    def __init__(self, api: str, duration: float, writes_per_s: int, reads_per_s: int, senders: int = 48,
-                 lists_per_s: int = 0, timeout: float = CLIENT_TIMEOUT_S, label: str = "outage"):
-        self.base = urlsplit(api)
+    def __init__(self, rates: dict[str, int], duration: float, senders: int):
         self.duration = duration
-        self.timeout = timeout
-        self.label = label
-        self.plan = spread({"write": writes_per_s, "read": reads_per_s, "list": lists_per_s})
-        per_s = len(self.plan)
-        self.interval = 1.0 / per_s
-        self.count = int(duration * per_s)
-        self.results: list[Result] = []
+        self.plan = spread(rates)
+        self.interval = 1.0 / len(self.plan)
+        self.count = int(duration * len(self.plan))
+        self.records: list = []
         self.acked: list[str] = []
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=senders)
         self._thread = threading.Thread(target=self._schedule, daemon=True)
 
-    def start(self) -> "OpenLoop":
+    def start(self):
         self.t0 = time.monotonic()
         self._thread.start()
         return self
@@ -75,8 +70,44 @@ class OpenLoop:
             self._pool.submit(self._send, self.plan[i % len(self.plan)], i)
 
     def _send(self, kind: str, i: int) -> None:
+        raise NotImplementedError
+
+    def target(self) -> str:
+        """An acknowledged ID to read, or "" before the first one."""
         with self._lock:
-            target = random.choice(self.acked) if self.acked and kind == "read" else ""
+            return random.choice(self.acked) if self.acked else ""
+
+    def record(self, rec, created: str = "") -> None:
+        with self._lock:
+            self.records.append(rec)
+            if created:
+                self.acked.append(created)
+
+    def wait(self) -> list:
+        self._thread.join(timeout=self.duration + 30)
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            return sorted(self.records, key=lambda r: r.sent)
+
+
+class OpenLoop(Schedule):
+    """A bounded open-loop HTTP generator: writes (creates), reads (get by ID of an
+    acknowledged create) and lists, one connection per request. Every request has a client
+    timeout; every answer is recorded (`Result`)."""
+
+    def __init__(self, api: str, duration: float, writes_per_s: int, reads_per_s: int, senders: int = 48,
+                 lists_per_s: int = 0, timeout: float = CLIENT_TIMEOUT_S, label: str = "outage"):
+        super().__init__({"write": writes_per_s, "read": reads_per_s, "list": lists_per_s}, duration, senders)
+        self.base = urlsplit(api)
+        self.timeout = timeout
+        self.label = label
+
+    @property
+    def results(self) -> list[Result]:
+        return self.records
+
+    def _send(self, kind: str, i: int) -> None:
+        target = self.target() if kind == "read" else ""
         if kind == "read" and not target:
             kind = "write"
         if kind == "write":
@@ -99,17 +130,7 @@ class OpenLoop:
             error = repr(err)
         finally:
             conn.close()
-        r = Result(kind, sent, time.monotonic() - sent, status, retry_after, created, error)
-        with self._lock:
-            self.results.append(r)
-            if created:
-                self.acked.append(created)
-
-    def wait(self) -> list[Result]:
-        self._thread.join(timeout=self.duration + 30)
-        self._pool.shutdown(wait=True)
-        with self._lock:
-            return sorted(self.results, key=lambda r: r.sent)
+        self.record(Result(kind, sent, time.monotonic() - sent, status, retry_after, created, error), created)
 
 
 def get(addr: str, path: str, timeout: float = 5) -> tuple[int | None, bytes]:
@@ -126,29 +147,51 @@ def get(addr: str, path: str, timeout: float = 5) -> tuple[int | None, bytes]:
         conn.close()
 
 
-class ReadinessPoller:
-    """/readyz every 50 ms until stopped (bounded by a deadline): (time, status) pairs."""
+class Poller:
+    """Calls `sample()` every `every_s` seconds on a thread until stopped, or until limit_s
+    has passed: (time.monotonic(), value) pairs. A sample that raises RuntimeError is kept
+    in `errors` instead."""
 
-    def __init__(self, api: str, limit_s: float):
-        self.api = urlsplit(api)
-        self.limit = limit_s
-        self.samples: list[tuple[float, int | None]] = []
+    def __init__(self, every_s: float, limit_s: float):
+        self.every = every_s
+        self.samples: list[tuple[float, object]] = []
+        self.errors: list[str] = []
         self._stop = threading.Event()
+        self._deadline = time.monotonic() + limit_s
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
         self._thread.start()
+        return self
+
+    def sample(self) -> object:
+        raise NotImplementedError
 
     def _run(self) -> None:
-        deadline = time.monotonic() + self.limit
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
             t = time.monotonic()
-            status, _ = get(self.api.netloc, "/readyz")
-            self.samples.append((t, status))
-            self._stop.wait(0.05)
+            try:
+                self.samples.append((t, self.sample()))
+            except RuntimeError as err:
+                self.errors.append(str(err))
+            self._stop.wait(self.every)
 
-    def stop(self) -> list[tuple[float, int | None]]:
+    def stop(self) -> list:
         self._stop.set()
         self._thread.join(timeout=10)
         return list(self.samples)
+
+
+class ReadinessPoller(Poller):
+    """/readyz every 50 ms until stopped (bounded by a deadline): (time, status) pairs."""
+
+    def __init__(self, api: str, limit_s: float):
+        super().__init__(0.05, limit_s)
+        self.api = urlsplit(api)
+        self.start()
+
+    def sample(self) -> int | None:
+        return get(self.api.netloc, "/readyz")[0]
 
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
@@ -283,27 +326,13 @@ def scrape(metrics_url: str, names: tuple[str, ...]) -> dict[str, float]:
     return values
 
 
-class MetricsSampler:
+class MetricsSampler(Poller):
     """Scrapes the named runtime metrics every every_s seconds until stopped (bounded)."""
 
     def __init__(self, metrics_url: str, names: tuple[str, ...], every_s: float = 3.0, limit_s: float = 600):
-        self.url, self.names, self.every = metrics_url, names, every_s
-        self.samples: list[tuple[float, dict[str, float]]] = []
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._deadline = time.monotonic() + limit_s
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__(every_s, limit_s)
+        self.url, self.names = metrics_url, names
+        self.start()
 
-    def _run(self) -> None:
-        while not self._stop.is_set() and time.monotonic() < self._deadline:
-            try:
-                self.samples.append((time.monotonic(), scrape(self.url, self.names)))
-            except RuntimeError as err:
-                self.errors.append(str(err))
-            self._stop.wait(self.every)
-
-    def stop(self) -> list[tuple[float, dict[str, float]]]:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        return list(self.samples)
+    def sample(self) -> dict[str, float]:
+        return scrape(self.url, self.names)

@@ -17,19 +17,16 @@ The figures are printed (pytest -s) for the closing note.
 
 from __future__ import annotations
 
-import random
 import statistics
-import threading
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
 
 from tests.conftest import STANDARDS, unavailable
-from tests.load import MetricsSampler, OpenLoop, Proxy, Result
+from tests.load import MetricsSampler, OpenLoop, Poller, Proxy, Result, Schedule
 from tests.servers import PostgresServer, free_port
 from tests.test_smoke import GRPCClient, Service, base_env, binaries, fresh_database  # noqa: F401 (binaries is a fixture)
 
@@ -173,38 +170,16 @@ class Call:
     created: str = ""
 
 
-class GRPCLoad:
+class GRPCLoad(Schedule):
     """Bounded open-loop gRPC load: CreateItem and GetItem (of an acknowledged create) at
     fixed rates for a fixed time, through one channel and a bounded pool of senders."""
 
     def __init__(self, client: GRPCClient, duration: float, creates_per_s: int, gets_per_s: int):
-        from tests.load import spread
-
-        self.client, self.duration = client, duration
-        self.plan = spread({"create": creates_per_s, "get": gets_per_s})
-        self.count = int(duration * len(self.plan))
-        self.interval = 1.0 / len(self.plan)
-        self.calls: list[Call] = []
-        self.acked: list[str] = []
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=32)
-        self._thread = threading.Thread(target=self._schedule, daemon=True)
-
-    def start(self) -> "GRPCLoad":
-        self.t0 = time.monotonic()
-        self._thread.start()
-        return self
-
-    def _schedule(self) -> None:
-        for i in range(self.count):
-            delay = self.t0 + i * self.interval - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            self._pool.submit(self._send, self.plan[i % len(self.plan)], i)
+        super().__init__({"create": creates_per_s, "get": gets_per_s}, duration, senders=32)
+        self.client = client
 
     def _send(self, kind: str, i: int) -> None:
-        with self._lock:
-            target = random.choice(self.acked) if self.acked and kind == "get" else ""
+        target = self.target() if kind == "get" else ""
         if kind == "get" and not target:
             kind = "create"
         sent = time.monotonic()
@@ -217,50 +192,32 @@ class GRPCLoad:
                 self.client.call("GetItem", id=target)
         except self.client.grpc.RpcError as err:
             code = err.code().name
-        c = Call(kind, sent, time.monotonic() - sent, code, created)
-        with self._lock:
-            self.calls.append(c)
-            if created:
-                self.acked.append(created)
-
-    def wait(self) -> list[Call]:
-        self._thread.join(timeout=self.duration + 30)
-        self._pool.shutdown(wait=True)
-        with self._lock:
-            return sorted(self.calls, key=lambda c: c.sent)
+        self.record(Call(kind, sent, time.monotonic() - sent, code, created), created)
 
 
-class HealthPoller:
+class HealthPoller(Poller):
     """grpc.health.v1 Check every 50 ms on one channel until stopped (bounded)."""
 
     def __init__(self, addr: str, limit_s: float):
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+        super().__init__(0.05, limit_s)
         self.channel = grpc.insecure_channel(addr)
         self.stub = health_pb2_grpc.HealthStub(self.channel)
         self.request, self.names, self.grpc = health_pb2.HealthCheckRequest(), health_pb2.HealthCheckResponse.ServingStatus, grpc
-        self.samples: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._deadline = time.monotonic() + limit_s
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self.start()
 
-    def _run(self) -> None:
-        while not self._stop.is_set() and time.monotonic() < self._deadline:
-            t = time.monotonic()
-            try:
-                status = self.names.Name(self.stub.Check(self.request, timeout=2).status)
-            except self.grpc.RpcError as err:
-                status = "error: " + err.code().name
-            self.samples.append((t, status))
-            self._stop.wait(0.05)
+    def sample(self) -> str:
+        try:
+            return self.names.Name(self.stub.Check(self.request, timeout=2).status)
+        except self.grpc.RpcError as err:
+            return "error: " + err.code().name
 
-    def stop(self) -> list[tuple[float, str]]:
-        self._stop.set()
-        self._thread.join(timeout=10)
+    def stop(self) -> list:
+        samples = super().stop()
         self.channel.close()
-        return list(self.samples)
+        return samples
 
 
 GRPC_TIMEOUT_S = 1.0
