@@ -38,3 +38,20 @@ def test_get_by_id_benchmark_per_data_layer_and_engine(projects, postgres_dsn, m
             report.append(f"  {engine:10s} {layer:5s} {ns:10.0f} ns/op  x{ns / results['sqlc'][engine][0]:5.2f} vs sqlc"
                           f"  x{ns / results[layer]['sqlite'][0]:5.2f} vs SQLite  {b} B/op  {a} allocs/op")
     print("\n".join(report))
+
+
+PATH_LINE = re.compile(r"^Benchmark(\w+)-\d+\s+\d+\s+([\d.]+) ns/op\s+(\d+) B/op\s+(\d+) allocs/op", re.M)
+
+
+@pytest.mark.parametrize("variant", ["default", "gin"])
+def test_request_path_benchmarks(projects, variant):
+    """The generated request-path benchmarks (every middleware on, SQLite) run on chi and gin;
+    the test prints ns/op, B/op and allocs/op (a few thousand iterations: a smoke run, not a
+    measurement)."""
+    proc = run(["go", "test", "-run=^$", "-bench=.", "-benchmem", "-benchtime=500x", "./internal/httpapi/"], projects[variant])
+    got = {m[1]: (float(m[2]), int(m[3]), int(m[4])) for m in PATH_LINE.finditer(proc.stdout)}
+    assert {"Livez", "GetItem", "CreateItem", "ListItems"} <= set(got), proc.stdout
+    assert all(allocs > 0 for _, _, allocs in got.values())
+    print(f"\n{variant} request path (500 iterations each):")
+    for name, (ns, b, a) in sorted(got.items()):
+        print(f"  {name:12s} {ns:10.0f} ns/op  {b:6d} B/op  {a:4d} allocs/op")

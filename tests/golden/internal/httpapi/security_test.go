@@ -32,13 +32,13 @@ const base = "/api/v1/items"
 var testSecret = strings.Repeat("k", 32)
 
 type testServer struct {
-	t *testing.T
+	t testing.TB
 	h http.Handler
 }
 
 // newTestServer serves the API on SQLite; tweak adjusts the dependencies. Policy, Limiter
 // and Audit are left for NewServer to build from the settings.
-func newTestServer(t *testing.T, tweak func(*Deps)) *testServer {
+func newTestServer(t testing.TB, tweak func(*Deps)) *testServer {
 	t.Helper()
 	db := storetest.OpenSQLite(t)
 	state := health.New(db, time.Second)
@@ -90,7 +90,7 @@ func (r testResponse) wantError(t *testing.T, status int, code string) {
 	}
 }
 
-func token(t *testing.T, sub, scope string) string {
+func token(t testing.TB, sub, scope string) string {
 	t.Helper()
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 		"sub": sub, "scope": scope, "exp": time.Now().Add(time.Hour).Unix(),
