@@ -49,9 +49,9 @@ DB = "galera_" + uuid.uuid4().hex[:8]
 # default detection takes 5 s or more).
 ENV = {"REQUEST_TIMEOUT": "6s", "DB_STATEMENT_TIMEOUT": "5s", "HTTP_READ_TIMEOUT": "7s", "HTTP_WRITE_TIMEOUT": "7s"}
 READY_503_WITHIN_S = 2.0
+RECOVER_WITHIN_S = 5.0
 # Group membership lines of the nodes' logs, shown when a request failed.
 VIEWS = r"view\(|[Pp]rimary|NON_PRIM|suspect|declaring|inactive"
-RECOVER_WITHIN_S = 5.0
 
 
 @dataclass
