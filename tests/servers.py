@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -222,3 +223,202 @@ class MariaDBServer(PrivateServer):
 
     def halt(self) -> None:
         self.stop()
+
+
+def galera_provider() -> Path | None:
+    """Debian's galera-4 replication library, if installed."""
+    for path in ("/usr/lib/galera/libgalera_smm.so", "/usr/lib/galera-4/libgalera_smm.so"):
+        if os.path.exists(path):
+            return Path(path)
+    return None
+
+
+class GaleraCluster(PrivateServer):
+    """A MariaDB Galera cluster of n nodes of its own on loopback: node 1 bootstraps the
+    cluster (--wsrep-new-cluster), the others join it by state transfer (rsync SST, IST when
+    a restarted node's gap is still in the donor's cache). Entering returns once
+    wsrep_cluster_size is n. Nodes are numbered from 1: kill(i) sends SIGKILL to a node,
+    start(i) starts it again and returns once it is synced. The user 'cgs' may do anything
+    over TCP; dsn(i)/url(i, db) address node i.
+
+        with GaleraCluster(3) as c:
+            c.create_database("app")      # on every node (DDL is replicated)
+            c.kill(3); c.start(3)
+    """
+
+    USER = "cgs"
+    # Failure detection on loopback: a killed node leaves the group within about 3 s
+    # instead of the defaults' 5-15 s, during which commits on the others wait; still loose
+    # enough that a busy 2-core CI machine does not make live nodes look dead.
+    PROVIDER_OPTIONS = ("evs.keepalive_period=PT0.5S;evs.suspect_timeout=PT2S;evs.inactive_timeout=PT4S;"
+                        "evs.inactive_check_period=PT0.5S;evs.install_timeout=PT4S;gcache.size=128M")
+
+    def __init__(self, n: int = 3) -> None:
+        mariadbd, provider = mariadbd_path(), galera_provider()
+        if mariadbd is None:
+            raise FileNotFoundError("mariadbd or mariadb-install-db not found (apt-get install mariadb-server)")
+        if provider is None:
+            raise FileNotFoundError("the Galera library libgalera_smm.so was not found (apt-get install galera-4)")
+        if shutil.which("rsync") is None or shutil.which("wsrep_sst_rsync") is None:
+            raise FileNotFoundError("rsync or wsrep_sst_rsync not found (apt-get install rsync mariadb-server)")
+        self.mariadbd, self.provider, self.n = mariadbd, provider, n
+        self.base = Path(tempfile.mkdtemp(prefix="cgs-galera-", dir="/tmp"))
+        self.base.chmod(0o755)
+        self.ports = [free_port() for _ in range(n)]  # SQL
+        self.gcomm = [free_port() for _ in range(n)]  # group communication
+        self.ist = [free_port() for _ in range(n)]
+        self.sst = [free_port() for _ in range(n)]
+        self.data = [self.base / f"node{i + 1}" for i in range(n)]
+        self.procs: list[subprocess.Popen | None] = [None] * n
+        self.started = False
+        self.last_transfer = ""  # how the last node start(i) started caught up: "IST" or "SST"
+        for d in self.data:
+            d.mkdir()
+            if os.geteuid() == 0:
+                shutil.chown(d, "mysql", "mysql")
+        # Only node 1 needs system tables: the others receive node 1's data by SST.
+        proc = subprocess.run(["mariadb-install-db", f"--datadir={self.data[0]}", "--user=mysql",
+                               "--auth-root-authentication-method=socket", "--skip-test-db"],
+                              capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed: {proc.stdout}\n{proc.stderr}")
+
+    def sock(self, i: int) -> Path:
+        return self.data[i - 1] / "mariadb.sock"
+
+    def dsn(self, i: int, db: str = "") -> str:
+        """The driver DSN of node i."""
+        return f"{self.USER}:{PASSWORD}@tcp(127.0.0.1:{self.ports[i - 1]})/{db}"
+
+    def url(self, i: int, db: str) -> str:
+        """The service's mariadb:// URL for database db on node i."""
+        return f"mariadb://{self.USER}:{PASSWORD}@127.0.0.1:{self.ports[i - 1]}/{db}"
+
+    def _launch(self, i: int, bootstrap: bool = False, position: str = "") -> None:
+        args = self._args(i)
+        if bootstrap:
+            args.append("--wsrep-new-cluster")
+        if position:
+            args.append(f"--wsrep-start-position={position}")
+        self.procs[i - 1] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _recovered_position(self, i: int) -> str:
+        """The position (uuid:seqno) of node i's committed data, from InnoDB: after a crash
+        grastate.dat does not know it, and without it the node would ask for a full state
+        transfer. mariadbd --wsrep-recover finds it, as the Debian service does before every
+        start (galera_recovery); "" when it cannot."""
+        log = self.data[i - 1] / "recover.log"
+        log.unlink(missing_ok=True)
+        subprocess.run([*self._args(i), "--wsrep-recover", f"--log-error={log}"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        m = re.search(r"WSREP: Recovered position: ([0-9a-f-]{36}:\d+)", log.read_text(errors="replace") if log.exists() else "")
+        return m.group(1) if m else ""
+
+    def _args(self, i: int) -> list[str]:
+        d = self.data[i - 1]
+        peers = ",".join(f"127.0.0.1:{p}" for p in self.gcomm)
+        opts = (f"gmcast.listen_addr=tcp://127.0.0.1:{self.gcomm[i - 1]};ist.recv_addr=127.0.0.1:{self.ist[i - 1]};"
+                + self.PROVIDER_OPTIONS)
+        args = [str(self.mariadbd), "--no-defaults", f"--datadir={d}", "--user=mysql", f"--port={self.ports[i - 1]}",
+                "--bind-address=127.0.0.1", f"--socket={d / 'mariadb.sock'}", f"--pid-file={d / 'mariadb.pid'}",
+                f"--log-error={d / 'error.log'}", "--innodb-flush-log-at-trx-commit=2", "--max-connections=200",
+                "--innodb-buffer-pool-size=64M", "--binlog-format=ROW", "--innodb-autoinc-lock-mode=2",
+                "--default-storage-engine=InnoDB", "--wsrep-on=ON", f"--wsrep-provider={self.provider}",
+                "--wsrep-cluster-name=cgs-test", f"--wsrep-cluster-address=gcomm://{peers}",
+                f"--wsrep-node-name=node{i}", f"--wsrep-node-address=127.0.0.1:{self.gcomm[i - 1]}",
+                f"--wsrep-node-incoming-address=127.0.0.1:{self.ports[i - 1]}",
+                f"--wsrep-provider-options={opts}", "--wsrep-sst-method=rsync",
+                f"--wsrep-sst-receive-address=127.0.0.1:{self.sst[i - 1]}", "--wsrep-slave-threads=2"]
+        return args
+
+    def status(self, i: int, name: str) -> str | None:
+        """A wsrep status variable of node i, or None when the node does not answer."""
+        proc = subprocess.run(["mariadb", f"--socket={self.sock(i)}", "-uroot", "-N", "-B", "-e",
+                               f"SHOW STATUS LIKE '{name}'"], capture_output=True, text=True, timeout=30)
+        if proc.returncode != 0 or not proc.stdout.strip():
+            return None
+        return proc.stdout.split("\t", 1)[1].strip()
+
+    def _wait(self, i: int, ok, what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not ok():
+            proc = self.procs[i - 1]
+            if proc is None or proc.poll() is not None or time.monotonic() > deadline:
+                log = self.data[i - 1] / "error.log"
+                raise RuntimeError(f"galera node {i}: {what} not reached:\n" + (log.read_text()[-4000:] if log.exists() else ""))
+            time.sleep(0.2)
+
+    def _synced(self, i: int) -> bool:
+        return self.status(i, "wsrep_ready") == "ON" and self.status(i, "wsrep_local_state_comment") == "Synced"
+
+    def start(self, i: int | None = None, timeout: float = 120) -> None:
+        """Without i: bootstrap the cluster and join every node; with i: start node i again
+        from its recovered position (it catches up by IST while the others' cache holds the
+        writes it missed, else by SST). Returns once the node(s) are synced."""
+        if i is not None:
+            log = self.data[i - 1] / "error.log"
+            offset = log.stat().st_size if log.exists() else 0
+            self._launch(i, position=self._recovered_position(i))
+            self._wait(i, lambda: self._synced(i), "wsrep_ready=ON and Synced", timeout)
+            with open(log, errors="replace") as f:
+                f.seek(offset)
+                tail = f.read()
+            self.last_transfer = "IST" if "IST received" in tail and "SST complete" not in tail else "SST"
+            return
+        self._launch(1, bootstrap=True)
+        self._wait(1, lambda: self._synced(1), "bootstrap", timeout)
+        self.root_sql(1, f"CREATE USER '{self.USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'; "
+                         f"GRANT ALL PRIVILEGES ON *.* TO '{self.USER}'@'127.0.0.1' WITH GRANT OPTION;")
+        for j in range(2, self.n + 1):  # one at a time: node 1 is the donor of each
+            self._launch(j)
+            self._wait(j, lambda j=j: self._synced(j), "join", timeout)
+        self._wait(1, lambda: self.status(1, "wsrep_cluster_size") == str(self.n), f"wsrep_cluster_size={self.n}", 30)
+        self.started = True
+
+    def kill(self, i: int) -> None:
+        """SIGKILL node i (a crash: no goodbye to the group, no clean InnoDB shutdown)."""
+        proc = self.procs[i - 1]
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        self.procs[i - 1] = None
+
+    def log_grep(self, pattern: str, limit: int = 20) -> str:
+        """The nodes' error log lines matching pattern (a regular expression), for failure
+        messages."""
+        out = []
+        for i, d in enumerate(self.data, 1):
+            log = d / "error.log"
+            if log.exists():
+                out += [f"node{i}: {line}" for line in log.read_text(errors="replace").splitlines() if re.search(pattern, line)]
+        return "\n".join(out[-limit:])
+
+    def heal(self) -> None:
+        """Start every node that is down; return once all are synced."""
+        for i in range(1, self.n + 1):
+            if self.procs[i - 1] is None or self.procs[i - 1].poll() is not None:
+                self.start(i)
+            elif not self._synced(i):
+                self._wait(i, lambda i=i: self._synced(i), "wsrep_ready=ON and Synced", 60)
+
+    def root_sql(self, i: int, query: str) -> str:
+        return subprocess.run(["mariadb", f"--socket={self.sock(i)}", "-uroot", "-N", "-B", "-e", query],
+                              check=True, capture_output=True, text=True, timeout=60).stdout
+
+    def create_database(self, name: str) -> None:
+        self.root_sql(1, f"CREATE DATABASE {name}")
+
+    def halt(self) -> None:
+        for i in range(self.n, 0, -1):
+            proc = self.procs[i - 1]
+            if proc and proc.poll() is None:
+                proc.terminate()
+        for i in range(1, self.n + 1):
+            proc = self.procs[i - 1]
+            if proc:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=30)
+            self.procs[i - 1] = None

@@ -144,6 +144,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, audit *t
 	state := health.New(db, time.Second)
 	metrics := telemetry.NewMetrics()
 	metrics.RegisterPoolStats(cfg.DB.Type, db.Stats)
+	metrics.RegisterRetries(cfg.DB.Type, db.Retries)
 	metrics.RegisterReadiness(func() bool { return state.Ready(ctx).Ready })
 	items := service.NewItems(db, service.Limits{
 		DefaultPageSize: cfg.HTTP.DefaultPageSize, MaxPageSize: cfg.HTTP.MaxPageSize,

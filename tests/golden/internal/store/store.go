@@ -26,6 +26,9 @@ type Store interface {
 	Ping(ctx context.Context) error
 	Migrate(ctx context.Context) error
 	Stats() sql.DBStats
+	// Retries counts the transactions run again after a retryable failure (deadlock,
+	// Galera certification failure, ...), for the metrics.
+	Retries() uint64
 	Close() error
 }
 
@@ -43,6 +46,9 @@ type Adapter interface {
 	Ping(ctx context.Context) error
 	Migrate(ctx context.Context) error
 	Stats() sql.DBStats
+	// Retries counts the transactions run again after a retryable failure (deadlock,
+	// Galera certification failure, ...), for the metrics.
+	Retries() uint64
 	Close() error
 }
 

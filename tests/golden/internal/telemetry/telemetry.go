@@ -148,6 +148,17 @@ func (m *Metrics) RegisterPoolStats(dbType string, stats func() sql.DBStats) {
 	)
 }
 
+// RegisterRetries exports db_transaction_retries_total, labelled with the DB_TYPE: how
+// many times a transaction was run again because the database said another try may
+// succeed (a deadlock, a Galera certification failure, a lock wait timeout, a Galera node
+// not ready), read at scrape time. Engines that never retry report 0.
+func (m *Metrics) RegisterRetries(dbType string, retries func() uint64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "db_transaction_retries_total", Help: "Transactions run again after a deadlock, Galera certification failure, lock wait timeout or node-not-ready error.",
+		ConstLabels: prometheus.Labels{"db_type": dbType},
+	}, func() float64 { return float64(retries()) }))
+}
+
 // Audit writes one structured record per security-relevant event (every write, every
 // refused authentication or authorization) to its own stream, apart from the application
 // log, for the audit trail. Records name who, what, which resource, the outcome and the

@@ -3,6 +3,7 @@ package mysql
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -18,13 +19,15 @@ type RetryPolicy struct {
 }
 
 // retryable reports whether err says the whole transaction may succeed if run again:
-// 1213 (deadlock, or a Galera certification failure), 1205 (lock wait timeout) and 1047
-// (Galera node not ready / WSREP has not yet prepared the node).
+// 1213 (deadlock, or a Galera certification failure), 1205 (lock wait timeout), 1047
+// (Galera node not ready / WSREP has not yet prepared the node) and 1180 (error during
+// commit: on Galera, the node was briefly out of the primary component while the cluster
+// changed its membership; the transaction was rolled back).
 func retryable(err error) bool {
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
 		switch me.Number {
-		case 1213, 1205, 1047:
+		case 1213, 1205, 1047, 1180:
 			return true
 		}
 	}
@@ -32,8 +35,9 @@ func retryable(err error) bool {
 }
 
 // withRetry runs tx until it succeeds, fails with a non-retryable error, or the policy is
-// spent (then the last error is returned).
-func withRetry(ctx context.Context, p RetryPolicy, tx func(context.Context) error) error {
+// spent (then the last error is returned). Each run after the first adds one to retried
+// (the db_transaction_retries_total metric).
+func withRetry(ctx context.Context, p RetryPolicy, retried *atomic.Uint64, tx func(context.Context) error) error {
 	if p.Attempts < 1 {
 		p.Attempts = 1
 	}
@@ -41,7 +45,12 @@ func withRetry(ctx context.Context, p RetryPolicy, tx func(context.Context) erro
 	b = retry.WithJitterPercent(50, b)
 	b = retry.WithCappedDuration(p.Cap, b)
 	b = retry.WithMaxRetries(p.Attempts-1, b)
+	first := true
 	return retry.Do(ctx, b, func(ctx context.Context) error {
+		if !first {
+			retried.Add(1)
+		}
+		first = false
 		err := tx(ctx)
 		if retryable(err) {
 			return retry.RetryableError(err)

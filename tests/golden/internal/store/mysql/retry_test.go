@@ -4,21 +4,24 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	driver "github.com/go-sql-driver/mysql"
 	"github.com/google/uuid"
 
+	"github.com/example/my-service/internal/domain"
 	"github.com/example/my-service/internal/store/storeerr"
 )
 
 var quick = RetryPolicy{Attempts: 5, Base: time.Millisecond, Cap: 5 * time.Millisecond}
 
 func TestRetriesDeadlocksAndGaleraConflicts(t *testing.T) {
-	for _, number := range []uint16{1213, 1205, 1047} {
+	for _, number := range []uint16{1213, 1205, 1047, 1180} {
 		calls := 0
-		err := withRetry(t.Context(), quick, func(context.Context) error {
+		var retried atomic.Uint64
+		err := withRetry(t.Context(), quick, &retried, func(context.Context) error {
 			calls++
 			if calls < 3 {
 				return &driver.MySQLError{Number: number, Message: "try again"}
@@ -28,31 +31,50 @@ func TestRetriesDeadlocksAndGaleraConflicts(t *testing.T) {
 		if err != nil || calls != 3 {
 			t.Fatalf("error %d: err=%v after %d calls, want success on the third", number, err, calls)
 		}
+		if got := retried.Load(); got != 2 {
+			t.Fatalf("error %d: %d retries counted, want 2", number, got)
+		}
 	}
 }
 
 func TestDoesNotRetryOtherErrors(t *testing.T) {
 	for _, err := range []error{&driver.MySQLError{Number: 1062, Message: "duplicate"}, errors.New("boom")} {
 		calls := 0
-		got := withRetry(t.Context(), quick, func(context.Context) error {
+		var retried atomic.Uint64
+		got := withRetry(t.Context(), quick, &retried, func(context.Context) error {
 			calls++
 			return err
 		})
-		if calls != 1 || !errors.Is(got, err) {
-			t.Fatalf("%v: %d calls, err %v; want one call and the error", err, calls, got)
+		if calls != 1 || !errors.Is(got, err) || retried.Load() != 0 {
+			t.Fatalf("%v: %d calls (%d retries), err %v; want one call and the error", err, calls, retried.Load(), got)
 		}
 	}
 }
 
 func TestRetriesAreBounded(t *testing.T) {
 	calls := 0
-	err := withRetry(t.Context(), quick, func(context.Context) error {
+	var retried atomic.Uint64
+	err := withRetry(t.Context(), quick, &retried, func(context.Context) error {
 		calls++
 		return &driver.MySQLError{Number: 1213, Message: "deadlock"}
 	})
 	var me *driver.MySQLError
-	if uint64(calls) != quick.Attempts || !errors.As(err, &me) || me.Number != 1213 {
-		t.Fatalf("%d calls, err %v; want %d calls and the last error", calls, err, quick.Attempts)
+	if uint64(calls) != quick.Attempts || !errors.As(err, &me) || me.Number != 1213 || retried.Load() != quick.Attempts-1 {
+		t.Fatalf("%d calls (%d retries), err %v; want %d calls and the last error", calls, retried.Load(), err, quick.Attempts)
+	}
+}
+
+// TestClassify: what the server's errors mean to callers; a statement cut by the statement
+// timeout, or a commit that failed (a Galera node out of the primary component), is the
+// database being unavailable (503), never a server bug (500).
+func TestClassify(t *testing.T) {
+	for number, want := range map[uint16]storeerr.Class{
+		1062: storeerr.Duplicate, 1213: storeerr.Busy, 1205: storeerr.Busy, 1047: storeerr.Busy,
+		1180: storeerr.Unavailable, 1969: storeerr.Unavailable, 3024: storeerr.Unavailable, 1290: storeerr.Unavailable,
+	} {
+		if got := classify(&driver.MySQLError{Number: number, Message: "x"}); got != want {
+			t.Errorf("error %d: class %v, want %v", number, got, want)
+		}
 	}
 }
 
@@ -80,12 +102,12 @@ func TestWholeTransactionIsRetried(t *testing.T) {
 		}
 		return tx.Commit()
 	}
-	err := withRetry(t.Context(), s.retry, func(ctx context.Context) error {
+	err := withRetry(t.Context(), s.retry, &s.retries, func(ctx context.Context) error {
 		attempts++
 		return insert(ctx, "retried")
 	})
-	if err != nil || attempts != 2 {
-		t.Fatalf("err %v after %d attempts", err, attempts)
+	if err != nil || attempts != 2 || s.Retries() != 1 {
+		t.Fatalf("err %v after %d attempts, %d retries counted", err, attempts, s.Retries())
 	}
 	// The first attempt's insert was rolled back, so the second could insert the same ID.
 	var n int
@@ -94,12 +116,34 @@ func TestWholeTransactionIsRetried(t *testing.T) {
 	}
 	// A duplicate is not retried.
 	attempts = 0
-	err = withRetry(t.Context(), s.retry, func(ctx context.Context) error {
+	err = withRetry(t.Context(), s.retry, &s.retries, func(ctx context.Context) error {
 		attempts++
 		return insert(ctx, "dup")
 	})
 	if attempts != 1 || classify(err) != storeerr.Duplicate {
 		t.Fatalf("duplicate: %d attempts, %v", attempts, err)
+	}
+}
+
+// TestGaleraReadiness: only a synced member of the primary component is ready; readiness
+// shows the other states as the server reports them.
+func TestGaleraReadiness(t *testing.T) {
+	if err := galeraReady("ON", "Synced"); err != nil {
+		t.Fatalf("a synced node: %v", err)
+	}
+	notReady := [][2]string{
+		{"OFF", "Joining"},
+		{"ON", "Donor/Desynced"},
+		{"ON", "Joined"},
+		{"OFF", "Initialized"},
+	}
+	for _, c := range notReady {
+		err := galeraReady(c[0], c[1])
+		var de *domain.Error
+		want := "galera node is not ready (wsrep_ready=" + c[0] + ", wsrep_local_state_comment=" + c[1] + ")"
+		if !errors.As(err, &de) || de.Kind != domain.KindUnavailable || de.Message != want {
+			t.Fatalf("%v: %v, want an unavailable error %q", c, err, want)
+		}
 	}
 }
 

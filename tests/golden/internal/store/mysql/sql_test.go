@@ -59,8 +59,8 @@ func TestSessionSettingsPerFlavor(t *testing.T) {
 			t.Fatal(err)
 		}
 		dsn := cfg.FormatDSN()
-		if !strings.Contains(dsn, want) || !strings.Contains(dsn, "parseTime=true") {
-			t.Errorf("%s: DSN %s lacks %s", flavor, dsn, want)
+		if !strings.Contains(dsn, want) || !strings.Contains(dsn, "parseTime=true") || !strings.Contains(dsn, "interpolateParams=true") {
+			t.Errorf("%s: DSN %s lacks %s, parseTime or interpolateParams", flavor, dsn, want)
 		}
 		if strings.Contains(dsn, "wsrep_sync_wait") {
 			t.Errorf("%s: the main pool must not force causal reads", flavor)

@@ -108,6 +108,10 @@ func (s *Store) Close() error {
 	return err
 }
 
+// Retries is 0: transactions are not retried (at READ COMMITTED they do not fail with
+// serialization errors; a deadlock is reported as busy, 503).
+func (s *Store) Retries() uint64 { return 0 }
+
 // Stats reports the pool's statistics in database/sql's terms (for the metrics).
 func (s *Store) Stats() sql.DBStats {
 	st := s.pool.Stat()

@@ -169,6 +169,10 @@ func (s *Store) Close() error { return s.db.Close() }
 // Stats reports the pool's statistics (for the metrics).
 func (s *Store) Stats() sql.DBStats { return s.db.Stats() }
 
+// Retries is 0: write transactions wait for SQLite's write lock instead of failing and
+// being retried.
+func (s *Store) Retries() uint64 { return 0 }
+
 // Migrate applies the embedded migrations.
 func (s *Store) Migrate(ctx context.Context) error {
 	return migrations.Up(ctx, s.db, goose.DialectSQLite3, "sqlite")
