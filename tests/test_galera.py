@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import unavailable
-from tests.servers import GaleraCluster
 from tests.load import OpenLoop, ReadinessPoller
+from tests.servers import GaleraCluster
 from tests.test_smoke import Service, base_env, binaries, call  # noqa: F401  (binaries is a fixture)
 
 pytestmark = [pytest.mark.go, pytest.mark.slow]
