@@ -463,7 +463,7 @@ def run_sigterm_under_load(binary: Path, tmp_path: Path, drain: str | None) -> t
     # One client address for every worker, and SQLite's single writer under ~300 writes/s:
     # limits and deadlines wide enough that only the shutdown can fail a request.
     env = base_env(DB_TYPE="sqlite", DATABASE_URL=f"file:{tmp_path}/drain.db", SHUTDOWN_DRAIN_DELAY=drain or "",
-                   RATE_LIMIT_RPS="1000000", RATE_LIMIT_BURST="1000000", REQUEST_TIMEOUT="5s", DB_STATEMENT_TIMEOUT="5s")
+                   RATE_LIMIT_RPS="1000000", RATE_LIMIT_BURST="1000000", REQUEST_TIMEOUT="5s", HTTP_WRITE_TIMEOUT="6s", DB_STATEMENT_TIMEOUT="5s")
     if drain is None:
         del env["SHUTDOWN_DRAIN_DELAY"]
     svc = Service(binary, env).wait_listening().wait_ready()

@@ -41,7 +41,7 @@ NOTICE_S = 10
 RECOVER_S = 10
 # A request timeout well above the load's needs: a slow shared CI machine must not turn
 # into 503s that look like the fault's.
-ENV = {"REQUEST_TIMEOUT": "3s", "DB_STATEMENT_TIMEOUT": "2s", "GRPC_ADDR": "127.0.0.1:0"}
+ENV = {"REQUEST_TIMEOUT": "3s", "HTTP_WRITE_TIMEOUT": "4s", "DB_STATEMENT_TIMEOUT": "2s", "GRPC_ADDR": "127.0.0.1:0"}
 
 
 class Load:

@@ -305,6 +305,10 @@ func (c Config) Validate() error {
 	check(c.Outbound.MaxInFlight >= 1, "OUTBOUND_MAX_IN_FLIGHT must be at least 1")
 	check(c.HTTP.DefaultPageSize >= 1 && c.HTTP.DefaultPageSize <= c.HTTP.MaxPageSize, "PAGE_SIZE_DEFAULT must be from 1 to PAGE_SIZE_MAX")
 	check(c.HTTP.BodyReadTimeout > 0, "HTTP_BODY_READ_TIMEOUT must be a positive duration")
+	// The answer is written after the request's work: a write timeout inside the deadline
+	// closes the connection on a request still within it, with no answer at all.
+	check(c.HTTP.WriteTimeout > c.HTTP.RequestTimeout,
+		"HTTP_WRITE_TIMEOUT (%s) must be longer than REQUEST_TIMEOUT (%s): raise both together", c.HTTP.WriteTimeout, c.HTTP.RequestTimeout)
 	check(c.RateLimit.RPS > 0, "RATE_LIMIT_RPS must be positive")
 	check(c.RateLimit.Burst >= 1, "RATE_LIMIT_BURST must be at least 1")
 	for _, p := range c.RateLimit.TrustedProxies {

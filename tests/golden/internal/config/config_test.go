@@ -54,6 +54,7 @@ func TestLoadRejectsBadValues(t *testing.T) {
 		"bad duration":    {map[string]string{"DATABASE_URL": "x", "REQUEST_TIMEOUT": "soon"}, "REQUEST_TIMEOUT"},
 		"zero pool":       {map[string]string{"DATABASE_URL": "x", "DB_MAX_CONNS": "0"}, "DB_MAX_CONNS must be at least 1"},
 		"outbound budget": {map[string]string{"DATABASE_URL": "x", "OUTBOUND_ATTEMPT_TIMEOUT": "1h"}, "OUTBOUND_ATTEMPT_TIMEOUT must not exceed OUTBOUND_TIMEOUT"},
+		"write timeout":   {map[string]string{"DATABASE_URL": "x", "REQUEST_TIMEOUT": "1h"}, "must be longer than REQUEST_TIMEOUT (1h0m0s): raise both together"},
 		"tls cert alone":  {map[string]string{"DATABASE_URL": "x", "TLS_CERT_FILE": "tls.crt"}, "TLS_CERT_FILE and TLS_KEY_FILE must be set together"},
 		"tls key alone":   {map[string]string{"DATABASE_URL": "x", "TLS_KEY_FILE": "tls.key"}, "TLS_CERT_FILE and TLS_KEY_FILE must be set together"},
 		"no idempotency":  {map[string]string{"DATABASE_URL": "x", "IDEMPOTENCY_TTL": "0s"}, "IDEMPOTENCY_TTL must be a positive duration"},
