@@ -30,9 +30,6 @@ func endpoints(d Deps) []endpoint {
 	return []endpoint{
 		{http.MethodGet, "/livez", handleLivez(d.Logger)},
 		{http.MethodGet, "/readyz", handleReadyz(d.Logger, d.Health)},
-		// The API's description (api/openapi.yaml): open to every caller, as it holds no
-		// data, but rate-limited like the API.
-		{http.MethodGet, "/api/v1/openapi.yaml", rateLimit(d.Logger, d.Limiter)(handleOpenAPI())},
 
 		{http.MethodGet, items, read("items.list", handleItemList(d.Logger, d.Items))},
 		{http.MethodGet, items + "/{id}", read("items.get", handleItemGet(d.Logger, d.Items))},
