@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -98,14 +99,17 @@ def test_schemathesis_finds_no_fault_in_the_running_service(binaries, projects, 
     st = schemathesis_cli()
     resource = "item"
     svc = Service(binaries[variant], base_env(
-        DB_TYPE="sqlite", DATABASE_URL=f"file:{tmp_path}/st.db", JWT_SECRET=SECRET,
+        DB_TYPE="sqlite", DATABASE_URL=f"file:{tmp_path}/st.db", JWT_SECRET=SECRET, AUTH_PROTECT_READS="true",
         # Generated requests come fast from one client: the rate limit is tested elsewhere.
         RATE_LIMIT_RPS="100000", RATE_LIMIT_BURST="100000",
     ))
     try:
         svc.wait_listening().wait_ready()
-        # Served: the file the project ships, as YAML, without a token.
+        # Served: the file the project ships, as YAML, without a token although reads need one.
         url = f"{svc.api}/api/v{API['major_version']}/openapi.yaml"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{svc.api}/api/v{API['major_version']}/{plural(resource)}", timeout=10)
+        assert refused.value.code == 401
         with urllib.request.urlopen(url, timeout=10) as res:
             assert res.status == 200 and res.headers["Content-Type"] == "application/yaml"
             served = res.read()
