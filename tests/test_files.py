@@ -86,7 +86,8 @@ GRPC = {"api/proto/my_service/v1/item.proto", "buf.gen.yaml", "buf.yaml", "inter
         "internal/grpcapi/codec_test.go", "internal/grpcapi/errors.go", "internal/grpcapi/grpcapi_test.go",
         "internal/grpcapi/guard_test.go", "internal/grpcapi/item.go", "internal/grpcapi/server.go"}
 REST = {f"internal/httpapi/{f}.go" for f in ("auth", "errors", "handler", "item", "item_test", "json", "middleware",
-                                                 "middleware_test", "router", "routes", "security_test", "server", "fuzz_test")}
+                                                 "middleware_test", "router", "routes", "security_test", "server", "fuzz_test",
+                                                 "openapi_test", "item_openapi_test")} | {"api/openapi.yaml", "api/openapi.go"}
 def sqlc_files(*dialects: str) -> set[str]:
     out = set()
     for d in dialects:

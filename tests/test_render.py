@@ -125,11 +125,13 @@ def test_go_mod_pins_the_standards(default):
 @pytest.mark.parametrize(
     ("data", "present", "absent", "modules"),
     [
-        ({"router": "gin"}, ["internal/httpapi/router.go"], ["internal/grpcapi", "api", "buf.yaml"], {"gin", "cors"}),
+        ({"router": "gin"}, ["internal/httpapi/router.go", "api/openapi.yaml"], ["internal/grpcapi", "api/proto", "buf.yaml"],
+         {"gin", "cors", "kin_openapi"}),
         ({"exposure": "internal"}, ["internal/grpcapi/server.go", "internal/grpcapi/item.go", "buf.yaml", "buf.gen.yaml",
-                                    "api/proto/my_service/v1/item.proto"], ["internal/httpapi"], {"grpc", "protobuf", "genproto_rpc", "otelgrpc"}),
-        ({"transport": "rest+grpc"}, ["internal/httpapi/router.go", "internal/grpcapi/server.go", "api/proto/my_service/v1/item.proto"],
-         [], {"chi", "cors", "grpc", "protobuf", "genproto_rpc", "otelgrpc"}),
+                                    "api/proto/my_service/v1/item.proto"], ["internal/httpapi", "api/openapi.yaml"],
+         {"grpc", "protobuf", "genproto_rpc", "otelgrpc"}),
+        ({"transport": "rest+grpc"}, ["internal/httpapi/router.go", "internal/grpcapi/server.go", "api/proto/my_service/v1/item.proto",
+                                      "api/openapi.yaml"], [], {"chi", "cors", "kin_openapi", "grpc", "protobuf", "genproto_rpc", "otelgrpc"}),
     ],
 )
 def test_transport_variants(data, present, absent, modules):

@@ -159,6 +159,16 @@ def team_edits(svc: Path) -> None:
     commit(svc, "team edits")
 
 
+def describe_ping(svc: Path) -> None:
+    """What a team does when an update brings the API description (api/openapi.yaml, new in
+    the template) and its check: the route it added is not in it yet, so the check names it;
+    the team describes it."""
+    failed = run(["go", "test", "-count=1", "-run", "TestOpenAPIDescribesEveryRoute", "./internal/httpapi/"], svc, check=False)
+    assert failed.returncode != 0 and "GET /ping is routed but not described in api/openapi.yaml" in failed.stdout, failed.stdout
+    sub(svc / "api/openapi.yaml", "\n  /livez:\n",
+        "\n  /ping:\n    get:\n      operationId: ping\n      responses:\n        \"200\": {description: pong}\n  /livez:\n")
+
+
 def update(svc: Path, ref: str, **kw) -> float:
     start = time.perf_counter()
     copier.run_update(str(svc), defaults=True, overwrite=True, unsafe=True, vcs_ref=ref, quiet=True, **kw)
@@ -233,6 +243,7 @@ def test_update_keeps_edits_and_brings_the_standard(template_repo, tmp_path):
     assert run(["gofmt", "-l", "."], svc).stdout.strip() == ""
     run(["go", "build", "./..."], svc)
     run(["go", "vet", "./..."], svc)
+    describe_ping(svc)
     run(["go", "test", "-count=1", "./..."], svc)
 
 
@@ -254,6 +265,7 @@ def test_update_across_two_versions(template_repo, tmp_path):
     readme = (svc / "README.md").read_text()
     assert "## Run it (our notes)" in readme and "## Run it locally" not in readme
     run(["go", "build", "./..."], svc)
+    describe_ping(svc)
     run(["go", "test", "-count=1", "./internal/config/...", "./internal/httpapi/..."], svc)
 
 

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/example/my-service/api"
 	"github.com/example/my-service/internal/health"
 )
 
@@ -31,5 +32,13 @@ func handleReadyz(logger *slog.Logger, state *health.State) http.Handler {
 			status = http.StatusServiceUnavailable
 		}
 		writeJSON(w, r, logger, status, check)
+	})
+}
+
+// handleOpenAPI serves the API's OpenAPI description, embedded from api/openapi.yaml.
+func handleOpenAPI() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(api.OpenAPI)
 	})
 }

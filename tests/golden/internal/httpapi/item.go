@@ -78,8 +78,8 @@ func handleItemList(logger *slog.Logger, svc *service.Items) http.Handler {
 	return handler(logger, func(w http.ResponseWriter, r *http.Request) error {
 		q := r.URL.Query()
 		limit := 0
-		if s := q.Get("limit"); s != "" {
-			n, err := strconv.Atoi(s)
+		if q.Has("limit") {
+			n, err := strconv.Atoi(q.Get("limit"))
 			if err != nil {
 				return domain.Invalid("limit is not a number", map[string]string{"limit": "must be a whole number"})
 			}

@@ -165,6 +165,8 @@ func TestListPagination(t *testing.T) {
 		t.Fatalf("paged %v", names)
 	}
 	f.do("GET", base+"?limit=x", "").wantError(t, http.StatusBadRequest, "invalid")
+	// An empty limit is not a number either (the API description says integer).
+	f.do("GET", base+"?limit=", "").wantError(t, http.StatusBadRequest, "invalid")
 	f.do("GET", base+"?limit=500", "").wantError(t, http.StatusBadRequest, "invalid")
 	f.do("GET", base+"?cursor=!!!", "").wantError(t, http.StatusBadRequest, "invalid")
 }

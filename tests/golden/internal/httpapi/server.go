@@ -72,7 +72,7 @@ func NewServer(d Deps) http.Handler {
 	if d.Audit == nil {
 		d.Audit = telemetry.NewAudit(io.Discard)
 	}
-	h := newRouter(d.Logger, endpoints(d))
+	h := newRouter(d.Logger, allEndpoints(d))
 	if len(d.CORS.AllowedOrigins) > 0 {
 		h = corsPolicy(d.CORS).Handler(h)
 	}
@@ -91,6 +91,15 @@ func NewServer(d Deps) http.Handler {
 		)
 	}
 	return h
+}
+
+// openAPIPath is where the service serves its API description, api/openapi.yaml.
+const openAPIPath = "/api/v1/openapi.yaml"
+
+// allEndpoints are the team's endpoints (routes.go) and the platform's own: the API
+// description, open to every caller (it holds no data) but rate-limited like the API.
+func allEndpoints(d Deps) []endpoint {
+	return append(endpoints(d), endpoint{http.MethodGet, openAPIPath, rateLimit(d.Logger, d.Limiter)(handleOpenAPI())})
 }
 
 // corsPolicy lets browsers on the allowed origins call the API (rs/cors answers the

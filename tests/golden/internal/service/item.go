@@ -75,7 +75,7 @@ func (s *Items) Create(ctx context.Context, in domain.ItemInput, idempotencyKey 
 	}
 	if len(idempotencyKey) > 200 {
 		return domain.Item{}, false, domain.Invalid("the Idempotency-Key header is too long",
-			map[string]string{"Idempotency-Key": "must be at most 200 characters"})
+			map[string]string{"Idempotency-Key": "must be at most 200 bytes"})
 	}
 	// Keys that differ only in invalid bytes would decode alike (U+FFFD over gRPC).
 	if problem := textProblem(idempotencyKey); problem != "" {
