@@ -512,6 +512,15 @@ def proto_package(slug: str) -> str:
     return slug.replace("-", "_")
 
 
+def repository_url(module_path: str, std: Standards) -> str:
+    """The web address of the service's repository, when its Go module path names a known
+    forge (github.com/org/svc -> https://github.com/org/svc); else "" (no links)."""
+    parts = module_path.split("/")
+    if len(parts) >= 3 and parts[0] in std["catalog"]["forges"]:
+        return "https://" + "/".join(parts[:3])
+    return ""
+
+
 def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
     """Every computed decision for a set of answers, as plain data for the templates."""
     go = go_justified(
@@ -541,6 +550,7 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
         "layer": data_layer_flags(layer),
         "go_directive": go_version(answers["go_version"], std).choice,
         "proto": {"package": proto_package(answers.get("service_slug", "service")), "version": f"v{std['api']['major_version']}"},
+        "repo_url": repository_url(answers.get("module_path", ""), std),
         "tools": std["tools"],
         "modules": [],
         "resource": {

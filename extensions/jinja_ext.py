@@ -44,7 +44,7 @@ REQUIRED_FOR_PLAN = (
     "peak_rps", "p99_ms", "packets_per_s", "cpu_bound", "exposure", "schema_churn",
     "go_version", "resource",
 )
-OPTIONAL_FOR_PLAN = ("transport", "router", "service_slug", "databases", "data_layer", "slo_availability")
+OPTIONAL_FOR_PLAN = ("transport", "router", "service_slug", "databases", "data_layer", "slo_availability", "module_path")
 
 
 def _text(limit: int) -> Any:

@@ -129,13 +129,18 @@ def go_tool_path(name: str) -> Path:
     return binary
 
 
-def go_tool(name: str) -> Path:
-    """go_tool_path for tests: skips locally (fails in CI) when the tool cannot be had."""
+def available(build: Any) -> Path:
+    """A tool for tests, made by build(): skips locally (fails in CI) when it cannot be had."""
     try:
-        return go_tool_path(name)
+        return build()
     except (FileNotFoundError, RuntimeError) as err:
         unavailable(str(err))
         raise
+
+
+def go_tool(name: str) -> Path:
+    """go_tool_path for tests: skips locally (fails in CI) when the tool cannot be had."""
+    return available(lambda: go_tool_path(name))
 
 
 @pytest.fixture(scope="session")
@@ -278,5 +283,36 @@ def k8scheck_path() -> Path:
             if proc.returncode != 0:
                 raise RuntimeError(f"could not build tests/k8scheck ({' '.join(step[:3])}):\n{proc.stderr[-3000:]}")
         return binary
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def catalogcheck_path() -> Path:
+    """tests/catalogcheck/check.mjs with the npm packages the standards data pins installed
+    next to it (once per set of versions and source); returns the script to run with node."""
+    for tool in ("node", "npm"):
+        if not shutil.which(tool):
+            raise FileNotFoundError(f"'{tool}' is not on PATH (Node.js runs the Backstage catalog check)")
+    src = ROOT / "tests" / "catalogcheck" / "check.mjs"
+    packages = STANDARDS["check_npm_packages"]
+    key = hashlib.sha256((src.read_text() + json.dumps(packages, sort_keys=True)).encode()).hexdigest()[:12]
+    home = TOOLS_DIR / f"catalogcheck-{key}"
+    script = home / "check.mjs"
+    if script.exists():
+        return script
+    TOOLS_DIR.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="tmp-catalogcheck-", dir=TOOLS_DIR))
+    try:
+        (work / "package.json").write_text(json.dumps({"name": "catalogcheck", "private": True, "type": "module"}))
+        proc = subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--silent", *(f"{name}@{version}" for name, version in packages.items())],
+            cwd=work, capture_output=True, text=True, timeout=900,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"could not install the catalog check's npm packages:\n{proc.stderr[-3000:]}")
+        shutil.copy(src, work / "check.mjs")
+        shutil.rmtree(home, ignore_errors=True)
+        work.rename(home)
+        return script
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -87,7 +87,9 @@ GRPC = {"api/proto/my_service/v1/item.proto", "buf.gen.yaml", "buf.yaml", "inter
         "internal/grpcapi/guard_test.go", "internal/grpcapi/item.go", "internal/grpcapi/server.go"}
 REST = {f"internal/httpapi/{f}.go" for f in ("auth", "errors", "handler", "item", "item_test", "json", "middleware",
                                                  "middleware_test", "router", "routes", "security_test", "server", "fuzz_test",
-                                                 "openapi_test", "item_openapi_test")} | {"api/openapi.yaml", "api/openapi.go"}
+                                                 "openapi_test", "item_openapi_test", "bench_test")} | {"api/openapi.yaml", "api/openapi.go"}
+
+
 def sqlc_files(*dialects: str) -> set[str]:
     out = set()
     for d in dialects:

@@ -18,14 +18,7 @@ import pytest
 import yaml
 
 from extensions import decisions
-from tests.conftest import (
-    ALL_VARIANTS,
-    STANDARDS,
-    go_tool,
-    k8scheck_path,
-    render_shared,
-    unavailable,
-)
+from tests.conftest import ALL_VARIANTS, STANDARDS, available, go_tool, k8scheck_path, render_shared
 from tests.test_smoke import Service, binaries, call, fresh_database, grpc_health  # noqa: F401  (binaries: fixture)
 
 pytestmark = [pytest.mark.go, pytest.mark.slow]
@@ -44,11 +37,7 @@ def kustomize() -> Path:
 
 @pytest.fixture(scope="module")
 def k8scheck() -> Path:
-    try:
-        return k8scheck_path()
-    except (FileNotFoundError, RuntimeError) as err:
-        unavailable(str(err))
-        raise
+    return available(k8scheck_path)
 
 
 def build_manifests(kustomize: Path, k8scheck: Path, project: Path, overlay: str = "overlays/production") -> dict[str, dict]:
