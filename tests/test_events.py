@@ -20,11 +20,36 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import slug_of, unavailable
+from tests.conftest import PAIRWISE_VARIANTS, layer_of, run, slug_of, unavailable
 from tests.servers import NatsServer
 from tests.test_smoke import Service, base_env, binaries, call, fresh_database  # noqa: F401  (binaries is a fixture)
 
 pytestmark = [pytest.mark.go, pytest.mark.slow]
+
+
+def events_variant(layer: str) -> str:
+    """A variant with events on that data layer and all four engines: the events variant
+    (sqlc), else a row of the pairwise array (already built by the toolchain tests)."""
+    if layer == "sqlc":
+        return "events"
+    for name, data in PAIRWISE_VARIANTS.items():
+        if data.get("events") == "nats" and layer_of(name) == layer and len(data.get("databases", [])) == 4:
+            return name
+    pytest.fail(f"no pairwise row has events on {layer} over all four engines: add a variant")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("layer", ["sqlc", "gorm", "sqlx"])
+def test_the_outbox_contract_on_every_engine(projects, layer, postgres_dsn, mariadb_dsn):
+    """Each data layer x each engine, on the real PostgreSQL and MariaDB servers and SQLite:
+    create, update and delete write their events in their transactions, failed changes none,
+    a resource's events are claimed in version order, published ones are cleaned up."""
+    proc = run(["go", "test", "-count=1", "-v", "-run", "TestContract", "./internal/store/"],
+               projects[events_variant(layer)], TEST_POSTGRES_DSN=postgres_dsn, TEST_MARIADB_DSN=mariadb_dsn)
+    assert "SKIP" not in proc.stdout, proc.stdout
+    for engine in ("postgresql", "mysql", "mariadb", "sqlite"):
+        case = "each_change_writes_its_event_in_its_transaction,_a_failed_change_none"
+        assert f"--- PASS: TestContract/{engine}/{case} " in proc.stdout, (layer, engine)
 
 VARIANT = "events"
 CREATES = 200
