@@ -154,6 +154,33 @@ def data_layer_flags(choice: str) -> dict[str, Any]:
     return {d: d == choice for d in DATA_LAYERS}
 
 
+BROKERS = ("none", "nats")
+
+
+def events(async_workflows: bool) -> Decision:
+    """Events when workflows are asynchronous: NATS JetStream, the broker with the least to
+    run (one binary, persistence and per-message deduplication built in); none otherwise,
+    since an event nobody needs is a table, a relay and a broker to operate for nothing."""
+    if async_workflows:
+        return Decision(
+            "nats",
+            "Workflows are asynchronous: the service publishes its changes as events through a "
+            "transactional outbox to NATS JetStream (one small server, persistent streams, "
+            "deduplication by message ID); delivery is at least once, ordered per resource.",
+        )
+    return Decision(
+        "none",
+        "Workflows are synchronous: no events, so no outbox, relay or broker to operate.",
+    )
+
+
+def events_flags(choice: str) -> dict[str, Any]:
+    """The rendered broker: `events` is on for any broker, and each broker has its flag."""
+    if choice not in BROKERS:
+        raise ValueError(f"events must be one of {', '.join(BROKERS)}, not {choice!r}")
+    return {"events": choice != "none", "nats": choice == "nats", "broker": choice}
+
+
 def _clamp(value: float, lo: float, hi: float) -> float:
     return max(lo, min(hi, value))
 
@@ -529,6 +556,8 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
     resource = answers["resource"]
     recommended_transport = transport(answers["exposure"])
     flags = transport_flags(answers.get("transport") or recommended_transport.choice, answers.get("router"))
+    recommended_events = events(bool(answers.get("async_workflows", False)))
+    flags.update(events_flags(answers.get("events") or recommended_events.choice))
     recommended_layer = data_layer(answers["schema_churn"])
     layer = answers.get("data_layer") or recommended_layer.choice
     backend = Decision("go" if go.choice else "flask", go.reason, go.numbers)
@@ -540,6 +569,7 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
         "router": decided(router(), chosen=flags["router"]) if flags["rest"] else decided(Decision("none", "No REST API: no router.")),
         "data_layer": decided(recommended_layer, chosen=layer),
         "replicas": decided(replicas(answers["peak_rps"], std)),
+        "events": decided(recommended_events, chosen=flags["broker"]),
         "pool": decided(pool_size(answers["peak_rps"], std)),
         "timeouts": decided(timeouts(answers["p99_ms"], std, http=flags["rest"])),
         "rate_limit": decided(rate_limit(answers["peak_rps"], std)),
@@ -620,6 +650,8 @@ def computed_summary(p: dict[str, Any], std: Standards) -> dict[str, Any]:
         "router_rendered": p["router"]["chosen"],
         "data_layer": p["data_layer"]["recommended"],
         "data_layer_rendered": p["data_layer"]["chosen"],
+        "events": p["events"]["recommended"],
+        "events_rendered": p["events"]["chosen"],
         "databases": p["db"]["types"],
         "replicas": dict(p["replicas"]["chosen"]),
         "db_pool_max_conns": p["pool"]["chosen"],

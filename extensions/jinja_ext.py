@@ -44,7 +44,7 @@ REQUIRED_FOR_PLAN = (
     "peak_rps", "p99_ms", "packets_per_s", "cpu_bound", "exposure", "schema_churn",
     "go_version", "resource",
 )
-OPTIONAL_FOR_PLAN = ("transport", "router", "service_slug", "databases", "data_layer", "slo_availability", "module_path")
+OPTIONAL_FOR_PLAN = ("transport", "router", "service_slug", "databases", "data_layer", "slo_availability", "module_path", "events")
 
 
 def _text(limit: int) -> Any:
@@ -57,6 +57,7 @@ RULES = {
     "module_path": lambda q, v: validators.module_path(v),
     "resource": lambda q, v: validators.resource(v),
     "databases": lambda q, v: validators.databases(v),
+    "events": lambda q, v: validators.events(v),
     "go_justification": lambda q, v: validators.justification(v),
     "project_name": _text(80),
     "description": _text(200),
@@ -86,6 +87,7 @@ def _go_verdict(peak_rps: Any, p99_ms: Any, packets_per_s: Any, cpu_bound: Any) 
 RECOMMENDATIONS = {
     "transport": lambda exposure: decisions.transport(exposure),
     "data_layer": lambda churn: decisions.data_layer(churn),
+    "events": lambda async_workflows: decisions.events(bool(async_workflows)),
     "xdp": lambda packets: decisions.xdp_tier(int(packets), STANDARDS),
     "pool": lambda rps: decisions.pool_size(int(rps), STANDARDS),
     "timeouts": lambda p99: decisions.timeouts(int(p99), STANDARDS),
@@ -201,5 +203,7 @@ class GoServiceContext(ContextHook):
             k: context[k] for k in OPTIONAL_FOR_PLAN
             if isinstance(context.get(k), (str, list, float, int)) and not isinstance(context.get(k), bool)
         })
+        if isinstance(context.get("async_workflows"), bool):
+            answers["async_workflows"] = context["async_workflows"]
         context["plan"] = _plan_for(answers)
         context["R"] = context["plan"]["resource"]

@@ -141,3 +141,15 @@ def databases(value: Any) -> str:
     if "sqlite" not in chosen:
         return "databases must include sqlite: `make run` and the service's own tests run on it."
     return ""
+
+
+BROKERS = ("none", "nats")
+
+
+def events(value: Any) -> str:
+    if value not in BROKERS:
+        return (
+            f"events {value!r} is not offered: choose none or nats (NATS JetStream); "
+            "RabbitMQ, Redis Streams and Kafka come later."
+        )
+    return ""

@@ -187,6 +187,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # The two other data layers, each over all four engines.
     "gorm": {"data_layer": "gorm"},
     "sqlx": {"data_layer": "sqlx", "router": "gin"},
+    # Events (issue 14): asynchronous workflows, so the recommendation, NATS JetStream, on
+    # sqlc and all four engines (tests/test_events.py).
+    "events": {"async_workflows": True},
     # REST on gin and gRPC, below the Go thresholds (so a justification), another resource
     # with an irregular plural, another module path, MySQL without MariaDB, high schema
     # churn (so GORM, the recommendation, by default): the other branch of every choice.

@@ -422,3 +422,58 @@ class GaleraCluster(PrivateServer):
                     proc.kill()
                     proc.wait(timeout=30)
             self.procs[i - 1] = None
+def nats_server_path() -> Path | None:
+    found = shutil.which("nats-server") or ("/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else None)
+    return Path(found) if found else None
+
+
+class NatsServer(PrivateServer):
+    """A NATS server with JetStream of its own (Debian's nats-server), on 127.0.0.1 and a
+    free port, its streams stored under a temporary directory that outlives stop()/start()
+    (a restarted broker keeps its streams, as a real one does)."""
+
+    def __init__(self) -> None:
+        binary = nats_server_path()
+        if binary is None:
+            raise FileNotFoundError("nats-server not found (apt-get install nats-server)")
+        self.binary = binary
+        self.port, self.monitor = free_port(), free_port()
+        self.base = Path(tempfile.mkdtemp(prefix="cgs-nats-", dir="/tmp"))
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def _healthy(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor}/healthz", timeout=2) as res:
+                return res.status == 200
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 30) -> None:
+        """Start the server and return once JetStream answers its health check."""
+        log = self.base / "server.log"
+        self.proc = subprocess.Popen(
+            [str(self.binary), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor),
+             "-sd", str(self.base / "store"), "-l", str(log)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not self._healthy():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("nats-server did not start:\n" + (log.read_text()[-3000:] if log.exists() else ""))
+            time.sleep(0.1)
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop the server (SIGTERM, as a service manager does)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        self.proc = None
+
+    def halt(self) -> None:
+        self.stop()

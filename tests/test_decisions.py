@@ -102,6 +102,39 @@ def test_the_data_layer_answer_overrides_the_recommendation_and_picks_the_module
     assert sqlx["computed"]["data_layer"] == "gorm" and sqlx["computed"]["data_layer_rendered"] == "sqlx"
 
 
+def test_events_recommendation_follows_async_workflows():
+    assert d.events(True).choice == "nats" and "asynchronous" in d.events(True).reason
+    assert d.events(False).choice == "none" and "synchronous" in d.events(False).reason
+
+
+@pytest.mark.parametrize("broker", ["none", "nats"])
+def test_events_flags(broker):
+    flags = d.events_flags(broker)
+    assert flags["broker"] == broker and flags["events"] == (broker != "none") and flags["nats"] == (broker == "nats")
+
+
+def test_events_flags_refuse_brokers_not_offered():
+    with pytest.raises(ValueError, match="events must be one of none, nats"):
+        d.events_flags("kafka")
+
+
+def test_the_events_answer_overrides_the_recommendation_and_picks_the_client():
+    answers = dict(peak_rps=20_000, p99_ms=50, packets_per_s=0, cpu_bound=False, exposure="external",
+                   schema_churn="low", go_version="1.26", resource="item")
+    paths = lambda p: {m["path"] for m in p["modules"]}  # noqa: E731
+    plain = d.plan(answers, STD)
+    assert plain["events"]["chosen"] == "none" and not plain["flags"]["events"] and not plain["on"]["nats"]
+    assert "github.com/nats-io/nats.go" not in paths(plain)
+    recommended = d.plan({**answers, "async_workflows": True}, STD)
+    assert recommended["events"]["chosen"] == "nats" and not recommended["events"]["overridden"]
+    assert recommended["on"]["events"] and "github.com/nats-io/nats.go" in paths(recommended)
+    chosen = d.plan({**answers, "events": "nats"}, STD)
+    assert chosen["events"]["overridden"] and chosen["computed"]["events"] == "none"
+    assert chosen["computed"]["events_rendered"] == "nats"
+    declined = d.plan({**answers, "async_workflows": True, "events": "none"}, STD)
+    assert declined["events"]["overridden"] and not declined["flags"]["events"]
+
+
 def test_module_when_names_known_flags_only():
     with pytest.raises(ValueError, match="unknown flags"):
         d.module_wanted({"path": "x", "when": ["gorm", "oracle"]}, {"gorm": True})
@@ -239,7 +272,7 @@ def test_plan_has_every_decision():
     answers = dict(peak_rps=20_000, p99_ms=50, packets_per_s=0, cpu_bound=False, exposure="external",
                    schema_churn="low", go_version="1.26", resource="item")
     plan = d.plan(answers, STD)
-    for key in ("go", "go_directive", "xdp", "transport", "router", "data_layer", "pool", "timeouts", "rate_limit", "resource", "modules", "tools"):
+    for key in ("go", "go_directive", "xdp", "transport", "router", "data_layer", "events", "pool", "timeouts", "rate_limit", "resource", "modules", "tools"):
         assert key in plan
     assert plan["resource"] == {"name": "item", "Name": "Item", "plural": "items", "Plural": "Items", "a_name": "an item"}
     # Modules follow the flags: the default is REST on chi (no gin, no gRPC), all databases.
@@ -249,7 +282,8 @@ def test_plan_has_every_decision():
     assert plan["data_layer"]["chosen"] == "sqlc" and plan["layer"]["sqlc"]
     assert plan["db"]["types"] == ["postgresql", "mysql", "mariadb", "sqlite"] and plan["db"]["server"]
     assert not d.database_flags(["sqlite"])["server"] and d.database_flags(["mariadb", "sqlite"])["server"]
-    assert plan["flags"] == {"rest": True, "grpc": False, "chi": True, "gin": False, "router": "chi"}
+    assert plan["flags"] == {"rest": True, "grpc": False, "chi": True, "gin": False, "router": "chi",
+                             "events": False, "nats": False, "broker": "none"}
     assert plan["codegen"] == {"sqlc": True, "protobuf": False, "any": True}
     assert not d.plan({**answers, "data_layer": "gorm"}, STD)["codegen"]["any"]
 
@@ -349,6 +383,12 @@ def test_databases_validator():
     assert v.databases(["sqlite"]) == ""
     assert "must include sqlite" in v.databases(["postgresql"])
     assert "not supported" in v.databases(["oracle", "sqlite"])
+
+
+def test_events_validator_names_the_question_and_the_choices():
+    assert v.events("none") == "" and v.events("nats") == ""
+    msg = v.events("kafka")
+    assert msg.startswith("events 'kafka'") and "none or nats" in msg
 
 
 DECISION_KEYS = {"recommended", "chosen", "overridden", "reason", "numbers"}

@@ -125,6 +125,11 @@ def test_interactive_copy(tmp_path):
         s.answer(None)
         s.wait("Databases to compile in")
         s.answer(None)
+        s.wait("Are some workflows asynchronous")
+        s.answer(None)
+        # The events recommendation (from async_workflows) is shown with its choice.
+        s.wait("Events (recommended: none: Workflows are synchronous")
+        s.answer(None)
 
         # The computed verdict is on screen before the question it informs.
         verdict = s.wait("Go is not justified: 300 req/s <= 10,000, p99 200 ms >= 10 ms")
@@ -145,5 +150,6 @@ def test_interactive_copy(tmp_path):
     assert answers["peak_rps"] == 300
     assert answers["slo_availability"] == 99.5
     assert answers["data_layer"] == "sqlc"
+    assert answers["async_workflows"] is False and answers["events"] == "none"
     main = (dst / "cmd/pty-svc/main.go").read_text()
     assert "Our on-call tooling and libraries are Go-only." in main
