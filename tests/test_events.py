@@ -56,7 +56,7 @@ CREATES = 200
 RELAY_ENV = {  # quick polling and a short backoff cap, so the test waits little
     "EVENTS_RELAY_POLL_INTERVAL": "50ms", "EVENTS_RELAY_BACKOFF_CAP": "1s", "EVENTS_METRICS_INTERVAL": "200ms",
     # Latency is not what this test measures: a loaded 2-core machine gets time.
-    "REQUEST_TIMEOUT": "2s", "DB_STATEMENT_TIMEOUT": "2s",
+    "REQUEST_TIMEOUT": "2s", "HTTP_WRITE_TIMEOUT": "3s", "DB_STATEMENT_TIMEOUT": "2s",
 }
 
 
