@@ -6,6 +6,14 @@ receives the events; the test reads the stream back with a NATS client (nats-py)
   arrives, each resource's in version order, deduplicated by event ID (Nats-Msg-Id).
 - The broker stopped for 10 s while creates go on: every create answers 201, the backlog
   metric rises, and once the broker is back every event arrives.
+
+The example consumer (issue 14, step 2) reads the same stream back into the service:
+- every event is processed once (the activity table counts each resource's changes), and
+  the same events published again are skipped as duplicates (the inbox);
+- poison messages become dead letters: at once when they do not decode, after the last
+  attempt when their effect keeps failing; the good events around them are processed;
+- SIGTERM in the middle of a backlog: the consumer stops fetching, finishes and acks what
+  it holds, acks nothing unprocessed, and the next start processes the rest exactly once.
 """
 
 from __future__ import annotations
@@ -13,7 +21,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sqlite3
+import statistics
+import subprocess
 import time
+import uuid
 import urllib.request
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -43,16 +55,20 @@ def events_variant(layer: str) -> str:
 def test_the_outbox_contract_on_every_engine(projects, layer, postgres_dsn, mariadb_dsn):
     """Each data layer x each engine, on the real PostgreSQL and MariaDB servers and SQLite:
     create, update and delete write their events in their transactions, failed changes none,
-    a resource's events are claimed in version order, published ones are cleaned up."""
+    a resource's events are claimed in version order, published ones are cleaned up; the
+    inbox runs an event's effect once per consumer, a failed effect leaves no record, dead
+    letters are stored once, processed records are cleaned up."""
     proc = run(["go", "test", "-count=1", "-v", "-run", "TestContract", "./internal/store/"],
                projects[events_variant(layer)], TEST_POSTGRES_DSN=postgres_dsn, TEST_MARIADB_DSN=mariadb_dsn)
     assert "SKIP" not in proc.stdout, proc.stdout
     for engine in ("postgresql", "mysql", "mariadb", "sqlite"):
-        case = "each_change_writes_its_event_in_its_transaction,_a_failed_change_none"
-        assert f"--- PASS: TestContract/{engine}/{case} " in proc.stdout, (layer, engine)
+        for case in ("each_change_writes_its_event_in_its_transaction,_a_failed_change_none",
+                     "the_inbox_runs_an_event's_effect_once,_a_failed_effect_not_at_all"):
+            assert f"--- PASS: TestContract/{engine}/{case} " in proc.stdout, (layer, engine, case)
 
 VARIANT = "events"
 CREATES = 200
+DUPLICATES = 20
 RELAY_ENV = {  # quick polling and a short backoff cap, so the test waits little
     "EVENTS_RELAY_POLL_INTERVAL": "50ms", "EVENTS_RELAY_BACKOFF_CAP": "1s", "EVENTS_METRICS_INTERVAL": "200ms",
     # Latency is not what this test measures: a loaded 2-core machine gets time.
@@ -116,6 +132,63 @@ def metric(svc: Service, name: str) -> float:
     return float(m[1])
 
 
+def labeled(svc: Service, name: str, **labels: str) -> float:
+    """The value of the series of name with these labels (0 when it is not there)."""
+    with urllib.request.urlopen(svc.metrics + "/metrics", timeout=10) as res:
+        text = res.read().decode()
+    for m in re.finditer(rf"^{name}\{{([^}}]*)\}} (\S+)$", text, re.M):
+        got = dict(re.findall(r'(\w+)="([^"]*)"', m[1]))
+        if all(got.get(k) == v for k, v in labels.items()):
+            return float(m[2])
+    return 0.0
+
+
+def wait_until(what: str, check, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.2)
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    """Rows of sql on the service's database: SQLite (file:...) or PostgreSQL (a DSN)."""
+    if url.startswith("file:"):
+        with sqlite3.connect(url.removeprefix("file:"), timeout=10) as db:
+            return db.execute(sql).fetchall()
+    out = subprocess.run(["psql", url, "-qAtF", "\t", "-c", sql], check=True, capture_output=True, text=True,
+                         timeout=30).stdout
+    return [tuple(line.split("\t")) for line in out.splitlines() if line]
+
+
+def publish_raw(url: str, items: list[tuple[str, bytes]]) -> None:
+    """Publish (subject, data) messages to JetStream, each with a fresh Nats-Msg-Id."""
+    nats = nats_client()
+
+    async def send() -> None:
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream()
+            for subject, data in items:
+                await js.publish(subject, data, headers={"Nats-Msg-Id": str(uuid.uuid4())})
+        finally:
+            await nc.close()
+
+    asyncio.run(send())
+
+
+def consumer_info(url: str, stream: str, name: str):
+    nats = nats_client()
+
+    async def info():
+        nc = await nats.connect(url)
+        try:
+            return await nc.jetstream().consumer_info(stream, name)
+        finally:
+            await nc.close()
+
+    return asyncio.run(info())
+
+
 def check_events(messages: list[dict], slug: str) -> dict[str, list[int]]:
     """Each message: the subject of its type, Nats-Msg-Id = event ID, one message per ID;
     returns each resource's versions in stream order."""
@@ -131,10 +204,14 @@ def check_events(messages: list[dict], slug: str) -> dict[str, list[int]]:
     return versions
 
 
-def start(binary, tmp_path, engine: str, broker: NatsServer, postgres_dsn: str | None) -> Service:
-    url = f"file:{tmp_path}/events.db" if engine == "sqlite" else fresh_database(postgres_dsn)
-    svc = Service(binary, base_env(DB_TYPE=engine, DATABASE_URL=url, EVENTS_BROKER_URL=broker.url, **RELAY_ENV))
+def start(binary, url: str, engine: str, broker: NatsServer, **env: str) -> Service:
+    svc = Service(binary, base_env(DB_TYPE=engine, DATABASE_URL=url, EVENTS_BROKER_URL=broker.url,
+                                   **{**RELAY_ENV, **env}))
     return svc.wait_listening().wait_ready()
+
+
+def database(engine: str, tmp_path, postgres_dsn: str | None) -> str:
+    return f"file:{tmp_path}/events.db" if engine == "sqlite" else fresh_database(postgres_dsn)
 
 
 def create(api: str, name: str) -> str:
@@ -159,7 +236,9 @@ def test_every_change_is_published_once_in_order_per_resource(binaries, projects
     dsn = request.getfixturevalue("postgres_dsn") if engine == "postgresql" else None
     slug = slug_of(projects[VARIANT])
     stream = slug.upper().replace("-", "_") + "_EVENTS"
-    svc = start(binaries[VARIANT], tmp_path, engine, broker, dsn)
+    url = database(engine, tmp_path, dsn)
+    svc = start(binaries[VARIANT], url, engine, broker)
+    consumer = f"{slug}-item-activity"
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:
             ids = list(pool.map(lambda i: create(svc.api, f"event {i}"), range(CREATES)))
@@ -185,6 +264,22 @@ def test_every_change_is_published_once_in_order_per_resource(binaries, projects
             time.sleep(0.2)
         assert metric(svc, "outbox_backlog_events") == 0
         assert metric(svc, "events_publish_failures_total") == 0
+
+        # The consumer: each event processed once; the same events published again (as a
+        # relay would after a lost acknowledgement, under new message IDs) are duplicates.
+        again = messages[:DUPLICATES]
+        publish_raw(broker.url, [(m["subject"], json.dumps(m["event"]).encode()) for m in again])
+        wait_until("every event is consumed", lambda: (
+            labeled(svc, "events_consumed_total", consumer=consumer, result="processed") == want
+            and labeled(svc, "events_consumed_total", consumer=consumer, result="duplicate") == DUPLICATES))
+        activity = {row[0]: (int(row[1]), int(row[2]))
+                    for row in query(url, "SELECT item_id, changes, last_version FROM item_activity")}
+        assert activity == {item_id: (len(seen), max(seen)) for item_id, seen in versions.items()}
+        assert int(query(url, "SELECT COUNT(*) FROM inbox")[0][0]) == want
+        assert int(query(url, "SELECT COUNT(*) FROM dead_letters")[0][0]) == 0
+        assert labeled(svc, "events_consume_failures_total", consumer=consumer) == 0
+        wait_until("the consumer's lag is 0", lambda: labeled(svc, "events_consumer_lag_messages", consumer=consumer) == 0,
+                   timeout=10)
     finally:
         assert svc.stop() == 0
 
@@ -198,7 +293,7 @@ def test_broker_outage_delays_events_never_requests(binaries, projects, broker, 
     stays 200), the backlog metric rises, and after the broker returns every event arrives."""
     slug = slug_of(projects[VARIANT])
     stream = slug.upper().replace("-", "_") + "_EVENTS"
-    svc = start(binaries[VARIANT], tmp_path, "sqlite", broker, None)
+    svc = start(binaries[VARIANT], database("sqlite", tmp_path, None), "sqlite", broker)
     try:
         before = [create(svc.api, f"before {i}") for i in range(20)]
         wait_for_messages(broker.url, stream, len(before))
@@ -221,4 +316,182 @@ def test_broker_outage_delays_events_never_requests(binaries, projects, broker, 
         assert set(versions) == set(before + during)
         assert metric(svc, "events_publish_retries_total") > 0
     finally:
+        assert svc.stop() == 0
+
+
+def event(resource_id: str, version: int, typ: str = "item.created") -> dict:
+    return {"id": str(uuid.uuid4()), "type": typ, "resource_id": resource_id, "version": version,
+            "time": "2026-12-07T12:00:00Z", "data": {"id": resource_id}}
+
+
+MAX_ATTEMPTS = 3
+
+
+@pytest.mark.postgres
+def test_poison_messages_become_dead_letters(binaries, projects, broker, postgres_dsn):
+    """A message that is not an event is a dead letter at once; an event whose effect fails
+    every time (its resource ID is not an item ID, which PostgreSQL's uuid column refuses)
+    after MAX_ATTEMPTS deliveries, with backoff between them. The events around them are
+    processed, and nothing is left unacknowledged."""
+    slug = slug_of(projects[VARIANT])
+    stream, consumer = slug.upper().replace("-", "_") + "_EVENTS", f"{slug}-item-activity"
+    url = database("postgresql", None, postgres_dsn)
+    svc = start(binaries[VARIANT], url, "postgresql", broker, EVENTS_CONSUMER_MAX_ATTEMPTS=str(MAX_ATTEMPTS),
+                EVENTS_CONSUMER_RETRY_BASE="100ms", EVENTS_CONSUMER_RETRY_CAP="300ms")
+    try:
+        good = [create(svc.api, "before")]
+        wait_until("the first event is consumed",
+                   lambda: labeled(svc, "events_consumed_total", consumer=consumer, result="processed") == 1)
+        poison = event("not-an-item-id", 1)
+        publish_raw(broker.url, [(f"{slug}.item.created", b"{not json"),
+                                 (f"{slug}.item.created", json.dumps(poison).encode())])
+        good += [create(svc.api, f"after {i}") for i in range(5)]
+        wait_until("both poison messages are dead letters",
+                   lambda: labeled(svc, "events_dead_letters_total", consumer=consumer) == 2)
+        wait_until("the good events are consumed",
+                   lambda: labeled(svc, "events_consumed_total", consumer=consumer, result="processed") == len(good))
+        rows = query(url, "SELECT message_id, subject, event_id, payload, error, attempts FROM dead_letters ORDER BY attempts")
+        assert len(rows) == 2, rows
+        undecodable, failing = rows
+        assert undecodable[3] == "{not json" and undecodable[2] == "" and int(undecodable[5]) == 1
+        assert "not an event" in undecodable[4]
+        assert failing[2] == poison["id"] and json.loads(failing[3]) == poison and int(failing[5]) == MAX_ATTEMPTS
+        assert labeled(svc, "events_consume_failures_total", consumer=consumer) == MAX_ATTEMPTS
+        assert labeled(svc, "events_consume_retries_total", consumer=consumer) == MAX_ATTEMPTS - 1
+        assert {r[0] for r in query(url, "SELECT item_id FROM item_activity")} == set(good)
+        dead = [line for line in svc.lines if line.get("msg") == "events: message dead-lettered"]
+        assert len(dead) == 2 and dead[1]["event_id"] == poison["id"] and dead[1]["attempts"] == MAX_ATTEMPTS
+        wait_until("nothing is left unacknowledged", lambda: (
+            (info := consumer_info(broker.url, stream, consumer)).num_ack_pending == 0 and info.num_pending == 0), timeout=10)
+    finally:
+        assert svc.stop() == 0
+
+
+BACKLOG_RESOURCES, BACKLOG_VERSIONS = 300, 10
+
+
+def test_sigterm_mid_stream_acks_nothing_unprocessed(binaries, projects, broker, tmp_path):
+    """3,000 events wait in the stream; the service starts and gets SIGTERM while consuming
+    them. It stops fetching, finishes what is in progress and exits: every message the
+    broker counts as acknowledged (up to the ack floor) is in the inbox. The next start
+    processes the rest, each event once, each resource's versions in order."""
+    slug = slug_of(projects[VARIANT])
+    stream, consumer = slug.upper().replace("-", "_") + "_EVENTS", f"{slug}-item-activity"
+    url = database("sqlite", tmp_path, None)
+    resources = [str(uuid.uuid4()) for _ in range(BACKLOG_RESOURCES)]
+    backlog = [event(r, v, "item.created" if v == 1 else "item.updated")
+               for v in range(1, BACKLOG_VERSIONS + 1) for r in resources]
+    # The service makes the stream; the consumer starts after the backlog is in it.
+    svc = start(binaries[VARIANT], url, "sqlite", broker, EVENTS_CONSUMER_ENABLED="false")
+    create(svc.api, "makes the stream")
+    wait_for_messages(broker.url, stream, 1)
+    assert svc.stop() == 0
+    publish_raw(broker.url, [(f"{slug}.{e['type']}", json.dumps(e).encode()) for e in backlog])
+    total = len(backlog) + 1
+
+    svc = start(binaries[VARIANT], url, "sqlite", broker)
+    wait_until("a tenth of the backlog is processed", lambda: labeled(
+        svc, "events_consumed_total", consumer=consumer, result="processed") >= total / 10, timeout=60)
+    t0 = time.monotonic()
+    assert svc.stop() == 0
+    stopped_in = time.monotonic() - t0
+    first = sum(1 for line in svc.lines if line.get("msg") == "events: consumer drained")
+    assert first == 1, "the consumer did not say it drained"
+    processed = {r[0] for r in query(url, "SELECT event_id FROM inbox")}
+    assert 0 < len(processed) < total, f"{len(processed)} of {total}: SIGTERM did not land mid-stream"
+    info = consumer_info(broker.url, stream, consumer)
+    floor = info.ack_floor.stream_seq
+    acked = [m["event"]["id"] for m in stream_messages(broker.url, stream)[:floor]]
+    assert set(acked) <= processed, f"{len(set(acked) - processed)} acknowledged events were never processed"
+
+    svc = start(binaries[VARIANT], url, "sqlite", broker)
+    try:
+        wait_until("the rest is processed", lambda: len(query(url, "SELECT event_id FROM inbox")) == total, timeout=120)
+        second = labeled(svc, "events_consumed_total", consumer=consumer, result="processed")
+        assert second == total - len(processed), (second, total, len(processed))
+        # What the first run processed it also acked: nothing comes again as a duplicate.
+        assert labeled(svc, "events_consumed_total", consumer=consumer, result="duplicate") == 0
+        rows = {r[0]: (r[1], r[2]) for r in query(url, "SELECT item_id, changes, last_version FROM item_activity")}
+        assert all(rows[r] == (BACKLOG_VERSIONS, BACKLOG_VERSIONS) for r in resources)
+        wait_until("nothing is left unacknowledged", lambda: consumer_info(broker.url, stream, consumer).num_ack_pending == 0,
+                   timeout=10)
+        print(f"\nSIGTERM after {len(processed)} of {total} events: stopped in {stopped_in:.2f} s, "
+              f"ack floor {floor}; the next start processed the other {second:g}, no duplicates")
+    finally:
+        assert svc.stop() == 0
+
+
+class Subscriber:
+    """A plain NATS subscription to the service's subjects in a thread of its own: when each
+    created event reached a subscriber (time.monotonic(), by resource ID)."""
+
+    def __init__(self, url: str, subject: str):
+        import threading
+
+        self.received: dict[str, float] = {}
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(self._start(url, subject), self.loop).result(timeout=10)
+
+    async def _start(self, url: str, subject: str) -> None:
+        nats = nats_client()
+        self.nc = await nats.connect(url)
+
+        async def got(msg) -> None:
+            now = time.monotonic()
+            e = json.loads(msg.data)
+            if e["type"] == "item.created":
+                self.received.setdefault(e["resource_id"], now)
+
+        await self.nc.subscribe(subject, cb=got)
+        await self.nc.flush()
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.nc.close(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+LATENCY_CREATES, LATENCY_RATE = 300, 50
+THROUGHPUT_CREATES, THROUGHPUT_CLIENTS = 2000, 8
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_publish_latency_and_throughput(binaries, projects, broker, engine, request, tmp_path):
+    """Measured, not asserted (pytest -s prints it): with the default relay settings, the
+    time from a create's 201 to its event reaching a NATS subscriber (creates paced at
+    50/s), and how fast events are published when creates come as fast as 8 clients can
+    send them. The test checks only that every event arrived."""
+    dsn = request.getfixturevalue("postgres_dsn") if engine == "postgresql" else None
+    slug = slug_of(projects[VARIANT])
+    env = {"REQUEST_TIMEOUT": "2s", "HTTP_WRITE_TIMEOUT": "3s", "DB_STATEMENT_TIMEOUT": "2s"}
+    svc = Service(binaries[VARIANT], base_env(DB_TYPE=engine, DATABASE_URL=database(engine, tmp_path, dsn),
+                                              EVENTS_BROKER_URL=broker.url, **env))
+    svc.wait_listening().wait_ready()
+    create(svc.api, "makes the stream")
+    sub = Subscriber(broker.url, f"{slug}.>")
+    try:
+        done: dict[str, float] = {}
+        t0 = time.monotonic()
+        for i in range(LATENCY_CREATES):
+            time.sleep(max(0.0, t0 + i / LATENCY_RATE - time.monotonic()))
+            done[create(svc.api, f"latency {i}")] = time.monotonic()
+        wait_until("every paced event arrived", lambda: all(i in sub.received for i in done))
+        lat = sorted((sub.received[i] - t) * 1000 for i, t in done.items())
+
+        def burst(n: int) -> list[str]:
+            return [create(svc.api, f"burst {n} {i}") for i in range(THROUGHPUT_CREATES // THROUGHPUT_CLIENTS)]
+
+        t1 = time.monotonic()
+        with ThreadPoolExecutor(max_workers=THROUGHPUT_CLIENTS) as pool:
+            ids = [i for chunk in pool.map(burst, range(THROUGHPUT_CLIENTS)) for i in chunk]
+        t2 = time.monotonic()
+        wait_until("every burst event arrived", lambda: all(i in sub.received for i in ids), timeout=120)
+        last = max(sub.received[i] for i in ids)
+        print(f"\n{engine}: create 201 -> event at a subscriber, {LATENCY_CREATES} creates at {LATENCY_RATE}/s: "
+              f"p50 {statistics.median(lat):.1f} ms, p99 {lat[int(len(lat) * 0.99) - 1]:.1f} ms, max {lat[-1]:.1f} ms; "
+              f"{len(ids)} creates from {THROUGHPUT_CLIENTS} clients: {len(ids) / (t2 - t1):.0f} creates/s, "
+              f"{len(ids) / (last - t1):.0f} events/s published (the last event {1000 * (last - t2):+.0f} ms from the last 201)")
+    finally:
+        sub.close()
         assert svc.stop() == 0
