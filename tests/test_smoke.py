@@ -148,14 +148,26 @@ class GRPCClient:
         assert len(names) == 1, names
         self.service = pool.FindServiceByName(names[0])
         self.message_factory = message_factory
+        # The descriptor pool (filled lazily over reflection) is not safe to use from several
+        # threads at once: load tests call from many, and crashed the interpreter. Each
+        # method's stub and request class are made once, under a lock.
+        self._lock = threading.Lock()
+        self._methods: dict[str, tuple] = {}
+
+    def _method(self, method: str) -> tuple:
+        with self._lock:
+            if method not in self._methods:
+                m = self.service.FindMethodByName(method)
+                req_cls = self.message_factory.GetMessageClass(m.input_type)
+                resp_cls = self.message_factory.GetMessageClass(m.output_type)
+                stub = self.channel.unary_unary(f"/{self.service.full_name}/{m.name}",
+                                                request_serializer=req_cls.SerializeToString,
+                                                response_deserializer=resp_cls.FromString)
+                self._methods[method] = (stub, req_cls)
+            return self._methods[method]
 
     def call(self, method: str, metadata=(), **fields):
-        m = self.service.FindMethodByName(method)
-        req_cls = self.message_factory.GetMessageClass(m.input_type)
-        resp_cls = self.message_factory.GetMessageClass(m.output_type)
-        stub = self.channel.unary_unary(f"/{self.service.full_name}/{m.name}",
-                                        request_serializer=req_cls.SerializeToString,
-                                        response_deserializer=resp_cls.FromString)
+        stub, req_cls = self._method(method)
         return stub.with_call(req_cls(**fields), timeout=10, metadata=list(metadata))
 
     def code(self, method: str, **fields) -> str:
