@@ -143,13 +143,13 @@ def databases(value: Any) -> str:
     return ""
 
 
-BROKERS = ("none", "nats")
+BROKERS = ("none", "nats", "redis")
 
 
 def events(value: Any) -> str:
     if value not in BROKERS:
         return (
-            f"events {value!r} is not offered: choose none or nats (NATS JetStream); "
-            "RabbitMQ, Redis Streams and Kafka come later."
+            f"events {value!r} is not offered: choose none, nats (NATS JetStream) or redis "
+            "(Redis Streams); RabbitMQ and Kafka come later."
         )
     return ""

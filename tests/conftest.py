@@ -190,6 +190,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # Events (issue 14): asynchronous workflows, so the recommendation, NATS JetStream, on
     # sqlc and all four engines (tests/test_events.py).
     "events": {"async_workflows": True},
+    # The same on Redis Streams.
+    "events-redis": {"async_workflows": True, "events": "redis"},
     # REST on gin and gRPC, below the Go thresholds (so a justification), another resource
     # with an irregular plural, another module path, MySQL without MariaDB, high schema
     # churn (so GORM, the recommendation, by default): the other branch of every choice.

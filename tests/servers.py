@@ -477,3 +477,57 @@ class NatsServer(PrivateServer):
 
     def halt(self) -> None:
         self.stop()
+
+
+class RedisServer(PrivateServer):
+    """A Redis server of its own (Debian's redis-server) on 127.0.0.1 and a free port, with
+    an append-only file under a temporary directory that outlives stop()/start(), so a
+    restarted server keeps its streams, as a production one configured for it does."""
+
+    def __init__(self) -> None:
+        found = shutil.which("redis-server") or ("/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
+        if found is None:
+            raise FileNotFoundError("redis-server not found (apt-get install redis-server)")
+        self.binary = Path(found)
+        self.port = free_port()
+        self.base = Path(tempfile.mkdtemp(prefix="cgs-redis-", dir="/tmp"))
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def _healthy(self) -> bool:
+        import socket
+
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 30) -> None:
+        """Start the server and return once it answers PING."""
+        log = self.base / "server.log"
+        self.proc = subprocess.Popen(
+            [str(self.binary), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.base),
+             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--logfile", str(log),
+             "--daemonize", "no", "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not self._healthy():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start:\n" + (log.read_text()[-3000:] if log.exists() else ""))
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop the server (SIGTERM: it writes its append-only file and exits)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        self.proc = None
+
+    def halt(self) -> None:
+        self.stop()

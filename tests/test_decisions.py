@@ -107,14 +107,15 @@ def test_events_recommendation_follows_async_workflows():
     assert d.events(False).choice == "none" and "synchronous" in d.events(False).reason
 
 
-@pytest.mark.parametrize("broker", ["none", "nats"])
+@pytest.mark.parametrize("broker", ["none", "nats", "redis"])
 def test_events_flags(broker):
     flags = d.events_flags(broker)
     assert flags["broker"] == broker and flags["events"] == (broker != "none") and flags["nats"] == (broker == "nats")
+    assert flags["redis"] == (broker == "redis")
 
 
 def test_events_flags_refuse_brokers_not_offered():
-    with pytest.raises(ValueError, match="events must be one of none, nats"):
+    with pytest.raises(ValueError, match="events must be one of none, nats, redis"):
         d.events_flags("kafka")
 
 
@@ -131,6 +132,9 @@ def test_the_events_answer_overrides_the_recommendation_and_picks_the_client():
     chosen = d.plan({**answers, "events": "nats"}, STD)
     assert chosen["events"]["overridden"] and chosen["computed"]["events"] == "none"
     assert chosen["computed"]["events_rendered"] == "nats"
+    redis = d.plan({**answers, "async_workflows": True, "events": "redis"}, STD)
+    assert redis["events"]["overridden"] and redis["on"]["redis"] and not redis["on"]["nats"]
+    assert "github.com/redis/go-redis/v9" in paths(redis) and "github.com/nats-io/nats.go" not in paths(redis)
     declined = d.plan({**answers, "async_workflows": True, "events": "none"}, STD)
     assert declined["events"]["overridden"] and not declined["flags"]["events"]
 
@@ -283,7 +287,7 @@ def test_plan_has_every_decision():
     assert plan["db"]["types"] == ["postgresql", "mysql", "mariadb", "sqlite"] and plan["db"]["server"]
     assert not d.database_flags(["sqlite"])["server"] and d.database_flags(["mariadb", "sqlite"])["server"]
     assert plan["flags"] == {"rest": True, "grpc": False, "chi": True, "gin": False, "router": "chi",
-                             "events": False, "nats": False, "broker": "none"}
+                             "events": False, "nats": False, "redis": False, "broker": "none"}
     assert plan["codegen"] == {"sqlc": True, "protobuf": False, "any": True}
     assert not d.plan({**answers, "data_layer": "gorm"}, STD)["codegen"]["any"]
 
@@ -386,9 +390,9 @@ def test_databases_validator():
 
 
 def test_events_validator_names_the_question_and_the_choices():
-    assert v.events("none") == "" and v.events("nats") == ""
+    assert v.events("none") == "" and v.events("nats") == "" and v.events("redis") == ""
     msg = v.events("kafka")
-    assert msg.startswith("events 'kafka'") and "none or nats" in msg
+    assert msg.startswith("events 'kafka'") and "none, nats (NATS JetStream) or redis" in msg
 
 
 DECISION_KEYS = {"recommended", "chosen", "overridden", "reason", "numbers"}

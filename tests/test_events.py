@@ -1,6 +1,7 @@
-"""Events (issue 14, step 1): the transactional outbox and its relay to NATS JetStream, on
-the built binary, from outside. A private nats-server with JetStream (tests/servers.py)
-receives the events; the test reads the stream back with a NATS client (nats-py).
+"""Events (issue 14): the transactional outbox, its relay and the example consumer, on the
+built binary, from outside, on each broker: a private nats-server with JetStream and a
+private redis-server (tests/servers.py); tests/brokers.py reads the stream back with each
+broker's Python client.
 
 - 200 creates, then updates and deletes of some of them: exactly one event per change
   arrives, each resource's in version order, deduplicated by event ID (Nats-Msg-Id).
@@ -18,7 +19,6 @@ The example consumer (issue 14, step 2) reads the same stream back into the serv
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sqlite3
@@ -32,20 +32,22 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import PAIRWISE_VARIANTS, layer_of, run, slug_of, unavailable
-from tests.servers import NatsServer
+from tests import brokers
+from tests.brokers import Broker
+from tests.conftest import PAIRWISE_VARIANTS, layer_of, run, slug_of
 from tests.test_smoke import Service, base_env, binaries, call, fresh_database  # noqa: F401  (binaries is a fixture)
 
 pytestmark = [pytest.mark.go, pytest.mark.slow]
 
 
 def events_variant(layer: str) -> str:
-    """A variant with events on that data layer and all four engines: the events variant
-    (sqlc), else a row of the pairwise array (already built by the toolchain tests)."""
+    """A variant with events (any broker: the outbox and inbox are the store's) on that data
+    layer and all four engines: the events variant (sqlc), else a row of the pairwise array
+    (already built by the toolchain tests)."""
     if layer == "sqlc":
         return "events"
     for name, data in PAIRWISE_VARIANTS.items():
-        if data.get("events") == "nats" and layer_of(name) == layer and len(data.get("databases", [])) == 4:
+        if data.get("events", "none") != "none" and layer_of(name) == layer and len(data.get("databases", [])) == 4:
             return name
     pytest.fail(f"no pairwise row has events on {layer} over all four engines: add a variant")
 
@@ -66,7 +68,6 @@ def test_the_outbox_contract_on_every_engine(projects, layer, postgres_dsn, mari
                      "the_inbox_runs_an_event's_effect_once,_a_failed_effect_not_at_all"):
             assert f"--- PASS: TestContract/{engine}/{case} " in proc.stdout, (layer, engine, case)
 
-VARIANT = "events"
 CREATES = 200
 DUPLICATES = 20
 RELAY_ENV = {  # quick polling and a short backoff cap, so the test waits little
@@ -74,52 +75,20 @@ RELAY_ENV = {  # quick polling and a short backoff cap, so the test waits little
     # Latency is not what this test measures: a loaded 2-core machine gets time.
     "REQUEST_TIMEOUT": "2s", "HTTP_WRITE_TIMEOUT": "3s", "DB_STATEMENT_TIMEOUT": "2s",
 }
+BROKERS = list(brokers.VARIANTS)
 
 
-def nats_client():
-    try:
-        import nats  # noqa: F401
-    except ImportError:
-        unavailable("the NATS client for Python is not installed (pip install -e '.[test]')")
-    import nats
-
-    return nats
-
-
-def stream_messages(url: str, stream: str) -> list[dict]:
-    """Every message of the stream, in stream order: subject, headers and the event."""
-    nats = nats_client()
-
-    async def read() -> list[dict]:
-        nc = await nats.connect(url)
-        try:
-            js = nc.jetstream()
-            try:
-                info = await js.stream_info(stream)
-            except nats.js.errors.NotFoundError:
-                return []
-            out = []
-            for seq in range(info.state.first_seq, info.state.last_seq + 1):
-                msg = await js.get_msg(stream, seq)
-                out.append({"subject": msg.subject, "headers": dict(msg.headers or {}), "event": json.loads(msg.data)})
-            return out
-        finally:
-            await nc.close()
-
-    return asyncio.run(read())
-
-
-def wait_for_messages(url: str, stream: str, want: int, timeout: float = 60) -> list[dict]:
+def wait_for_messages(broker: Broker, want: int, timeout: float = 60) -> list[dict]:
     deadline = time.monotonic() + timeout
     got: list[dict] = []
     while time.monotonic() < deadline:
-        got = stream_messages(url, stream)
+        got = broker.messages()
         if len(got) >= want:
             break
         time.sleep(0.25)
     assert len(got) == want, f"{len(got)} events in the stream, want {want}"
     time.sleep(1)  # nothing more arrives: no duplicates published late
-    got = stream_messages(url, stream)
+    got = broker.messages()
     assert len(got) == want, f"{len(got)} events in the stream after a second, want {want}"
     return got
 
@@ -160,51 +129,21 @@ def query(url: str, sql: str) -> list[tuple]:
     return [tuple(line.split("\t")) for line in out.splitlines() if line]
 
 
-def publish_raw(url: str, items: list[tuple[str, bytes]]) -> None:
-    """Publish (subject, data) messages to JetStream, each with a fresh Nats-Msg-Id."""
-    nats = nats_client()
-
-    async def send() -> None:
-        nc = await nats.connect(url)
-        try:
-            js = nc.jetstream()
-            for subject, data in items:
-                await js.publish(subject, data, headers={"Nats-Msg-Id": str(uuid.uuid4())})
-        finally:
-            await nc.close()
-
-    asyncio.run(send())
-
-
-def consumer_info(url: str, stream: str, name: str):
-    nats = nats_client()
-
-    async def info():
-        nc = await nats.connect(url)
-        try:
-            return await nc.jetstream().consumer_info(stream, name)
-        finally:
-            await nc.close()
-
-    return asyncio.run(info())
-
-
-def check_events(messages: list[dict], slug: str) -> dict[str, list[int]]:
-    """Each message: the subject of its type, Nats-Msg-Id = event ID, one message per ID;
-    returns each resource's versions in stream order."""
+def check_events(broker: Broker, messages: list[dict]) -> dict[str, list[int]]:
+    """Each message: the broker's envelope of its event, one message per event ID; returns
+    each resource's versions in stream order."""
     ids = [m["event"]["id"] for m in messages]
     assert len(set(ids)) == len(ids), "an event arrived twice"
     versions: dict[str, list[int]] = defaultdict(list)
     for m in messages:
         e = m["event"]
-        assert m["subject"] == f"{slug}.{e['type']}"
-        assert m["headers"].get("Nats-Msg-Id") == e["id"]
+        broker.check_message(m)
         assert e["type"] in ("item.created", "item.updated", "item.deleted") and e["time"] and e["data"]
         versions[e["resource_id"]].append(e["version"])
     return versions
 
 
-def start(binary, url: str, engine: str, broker: NatsServer, **env: str) -> Service:
+def start(binary, url: str, engine: str, broker: Broker, **env: str) -> Service:
     svc = Service(binary, base_env(DB_TYPE=engine, DATABASE_URL=url, EVENTS_BROKER_URL=broker.url,
                                    **{**RELAY_ENV, **env}))
     return svc.wait_listening().wait_ready()
@@ -220,25 +159,23 @@ def create(api: str, name: str) -> str:
     return body["id"]
 
 
-@pytest.fixture
-def broker():
-    try:
-        server = NatsServer()
-    except FileNotFoundError as err:
-        unavailable(str(err))
-    with server:
-        yield server
+@pytest.fixture(params=BROKERS)
+def setup(request, projects, binaries):
+    """(broker, binary, consumer name) of one broker's variant, the broker running."""
+    variant = brokers.VARIANTS[request.param]
+    slug = slug_of(projects[variant])
+    broker = brokers.make(request.param, slug)
+    with broker.server:
+        yield broker, binaries[variant], f"{slug}-item-activity"
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
-def test_every_change_is_published_once_in_order_per_resource(binaries, projects, broker, engine, request, tmp_path):
+def test_every_change_is_published_once_in_order_per_resource(setup, engine, request, tmp_path):
+    broker, binary, consumer = setup
     dsn = request.getfixturevalue("postgres_dsn") if engine == "postgresql" else None
-    slug = slug_of(projects[VARIANT])
-    stream = slug.upper().replace("-", "_") + "_EVENTS"
     url = database(engine, tmp_path, dsn)
-    svc = start(binaries[VARIANT], url, engine, broker)
-    consumer = f"{slug}-item-activity"
+    svc = start(binary, url, engine, broker)
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:
             ids = list(pool.map(lambda i: create(svc.api, f"event {i}"), range(CREATES)))
@@ -252,23 +189,19 @@ def test_every_change_is_published_once_in_order_per_resource(binaries, projects
         for item_id in deleted:
             assert call("DELETE", f"{svc.api}/api/v1/items/{item_id}")[0] == 204
         want = CREATES + 2 * len(changed) + len(deleted)
-        messages = wait_for_messages(broker.url, stream, want)
-        versions = check_events(messages, slug)
+        messages = wait_for_messages(broker, want)
+        versions = check_events(broker, messages)
         assert set(versions) == set(ids)
         for item_id, seen in versions.items():
             expected = [1, 2, 3, 4] if item_id in deleted else [1, 2, 3] if item_id in changed else [1]
             assert seen == expected, (item_id, seen)
         assert metric(svc, "events_published_total") == want
-        deadline = time.monotonic() + 5
-        while metric(svc, "outbox_backlog_events") != 0 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert metric(svc, "outbox_backlog_events") == 0
+        wait_until("the backlog is 0", lambda: metric(svc, "outbox_backlog_events") == 0, timeout=5)
         assert metric(svc, "events_publish_failures_total") == 0
 
         # The consumer: each event processed once; the same events published again (as a
         # relay would after a lost acknowledgement, under new message IDs) are duplicates.
-        again = messages[:DUPLICATES]
-        publish_raw(broker.url, [(m["subject"], json.dumps(m["event"]).encode()) for m in again])
+        broker.publish([(m["type"], json.dumps(m["event"]).encode()) for m in messages[:DUPLICATES]])
         wait_until("every event is consumed", lambda: (
             labeled(svc, "events_consumed_total", consumer=consumer, result="processed") == want
             and labeled(svc, "events_consumed_total", consumer=consumer, result="duplicate") == DUPLICATES))
@@ -280,6 +213,7 @@ def test_every_change_is_published_once_in_order_per_resource(binaries, projects
         assert labeled(svc, "events_consume_failures_total", consumer=consumer) == 0
         wait_until("the consumer's lag is 0", lambda: labeled(svc, "events_consumer_lag_messages", consumer=consumer) == 0,
                    timeout=10)
+        assert broker.unacknowledged(consumer) == 0
     finally:
         assert svc.stop() == 0
 
@@ -288,15 +222,15 @@ OUTAGE_S = 10.0
 WRITES_PER_S = 10
 
 
-def test_broker_outage_delays_events_never_requests(binaries, projects, broker, tmp_path):
+def test_broker_outage_delays_events_never_requests(setup, tmp_path):
     """The broker stops for 10 s while creates go on: each create answers 201 (readiness
-    stays 200), the backlog metric rises, and after the broker returns every event arrives."""
-    slug = slug_of(projects[VARIANT])
-    stream = slug.upper().replace("-", "_") + "_EVENTS"
-    svc = start(binaries[VARIANT], database("sqlite", tmp_path, None), "sqlite", broker)
+    stays 200), the backlog metric rises, and after the broker returns every event arrives,
+    and the consumer, which lost the broker too, processes each of them."""
+    broker, binary, consumer = setup
+    svc = start(binary, database("sqlite", tmp_path, None), "sqlite", broker)
     try:
         before = [create(svc.api, f"before {i}") for i in range(20)]
-        wait_for_messages(broker.url, stream, len(before))
+        wait_for_messages(broker, len(before))
         broker.stop()
         during, backlog = [], []
         t0 = time.monotonic()
@@ -309,12 +243,14 @@ def test_broker_outage_delays_events_never_requests(binaries, projects, broker, 
         assert metric(svc, "outbox_oldest_pending_age_seconds") > 0
         broker.start()
         t1 = time.monotonic()
-        messages = wait_for_messages(broker.url, stream, len(before) + len(during))
-        print(f"\nbroker outage {OUTAGE_S:g} s: {len(during)} creates, every one 201; backlog peaked at {max(backlog):g}; "
-              f"all delivered {time.monotonic() - t1 - 1:.1f} s after the broker returned")
-        versions = check_events(messages, slug)
+        messages = wait_for_messages(broker, len(before) + len(during))
+        print(f"\n{broker.kind}: broker outage {OUTAGE_S:g} s: {len(during)} creates, every one 201; backlog peaked at "
+              f"{max(backlog):g}; all delivered {time.monotonic() - t1 - 1:.1f} s after the broker returned")
+        versions = check_events(broker, messages)
         assert set(versions) == set(before + during)
         assert metric(svc, "events_publish_retries_total") > 0
+        wait_until("the consumer processed every event", lambda: labeled(
+            svc, "events_consumed_total", consumer=consumer, result="processed") == len(before) + len(during))
     finally:
         assert svc.stop() == 0
 
@@ -328,23 +264,21 @@ MAX_ATTEMPTS = 3
 
 
 @pytest.mark.postgres
-def test_poison_messages_become_dead_letters(binaries, projects, broker, postgres_dsn):
+def test_poison_messages_become_dead_letters(setup, postgres_dsn):
     """A message that is not an event is a dead letter at once; an event whose effect fails
     every time (its resource ID is not an item ID, which PostgreSQL's uuid column refuses)
     after MAX_ATTEMPTS deliveries, with backoff between them. The events around them are
     processed, and nothing is left unacknowledged."""
-    slug = slug_of(projects[VARIANT])
-    stream, consumer = slug.upper().replace("-", "_") + "_EVENTS", f"{slug}-item-activity"
+    broker, binary, consumer = setup
     url = database("postgresql", None, postgres_dsn)
-    svc = start(binaries[VARIANT], url, "postgresql", broker, EVENTS_CONSUMER_MAX_ATTEMPTS=str(MAX_ATTEMPTS),
+    svc = start(binary, url, "postgresql", broker, EVENTS_CONSUMER_MAX_ATTEMPTS=str(MAX_ATTEMPTS),
                 EVENTS_CONSUMER_RETRY_BASE="100ms", EVENTS_CONSUMER_RETRY_CAP="300ms")
     try:
         good = [create(svc.api, "before")]
         wait_until("the first event is consumed",
                    lambda: labeled(svc, "events_consumed_total", consumer=consumer, result="processed") == 1)
         poison = event("not-an-item-id", 1)
-        publish_raw(broker.url, [(f"{slug}.item.created", b"{not json"),
-                                 (f"{slug}.item.created", json.dumps(poison).encode())])
+        broker.publish([("item.created", b"{not json"), ("item.created", json.dumps(poison).encode())])
         good += [create(svc.api, f"after {i}") for i in range(5)]
         wait_until("both poison messages are dead letters",
                    lambda: labeled(svc, "events_dead_letters_total", consumer=consumer) == 2)
@@ -361,8 +295,7 @@ def test_poison_messages_become_dead_letters(binaries, projects, broker, postgre
         assert {r[0] for r in query(url, "SELECT item_id FROM item_activity")} == set(good)
         dead = [line for line in svc.lines if line.get("msg") == "events: message dead-lettered"]
         assert len(dead) == 2 and dead[1]["event_id"] == poison["id"] and dead[1]["attempts"] == MAX_ATTEMPTS
-        wait_until("nothing is left unacknowledged", lambda: (
-            (info := consumer_info(broker.url, stream, consumer)).num_ack_pending == 0 and info.num_pending == 0), timeout=10)
+        wait_until("nothing is left unacknowledged", lambda: broker.unacknowledged(consumer) == 0, timeout=10)
     finally:
         assert svc.stop() == 0
 
@@ -370,41 +303,38 @@ def test_poison_messages_become_dead_letters(binaries, projects, broker, postgre
 BACKLOG_RESOURCES, BACKLOG_VERSIONS = 300, 10
 
 
-def test_sigterm_mid_stream_acks_nothing_unprocessed(binaries, projects, broker, tmp_path):
+def test_sigterm_mid_stream_acks_nothing_unprocessed(setup, tmp_path):
     """3,000 events wait in the stream; the service starts and gets SIGTERM while consuming
     them. It stops fetching, finishes what is in progress and exits: every message the
-    broker counts as acknowledged (up to the ack floor) is in the inbox. The next start
-    processes the rest, each event once, each resource's versions in order."""
-    slug = slug_of(projects[VARIANT])
-    stream, consumer = slug.upper().replace("-", "_") + "_EVENTS", f"{slug}-item-activity"
+    broker counts as acknowledged is in the inbox. The next start processes the rest, each
+    event once, each resource's versions in order."""
+    broker, binary, consumer = setup
     url = database("sqlite", tmp_path, None)
     resources = [str(uuid.uuid4()) for _ in range(BACKLOG_RESOURCES)]
     backlog = [event(r, v, "item.created" if v == 1 else "item.updated")
                for v in range(1, BACKLOG_VERSIONS + 1) for r in resources]
     # The service makes the stream; the consumer starts after the backlog is in it.
-    svc = start(binaries[VARIANT], url, "sqlite", broker, EVENTS_CONSUMER_ENABLED="false")
+    svc = start(binary, url, "sqlite", broker, EVENTS_CONSUMER_ENABLED="false")
     create(svc.api, "makes the stream")
-    wait_for_messages(broker.url, stream, 1)
+    wait_for_messages(broker, 1)
     assert svc.stop() == 0
-    publish_raw(broker.url, [(f"{slug}.{e['type']}", json.dumps(e).encode()) for e in backlog])
+    broker.publish([(e["type"], json.dumps(e).encode()) for e in backlog])
     total = len(backlog) + 1
 
-    svc = start(binaries[VARIANT], url, "sqlite", broker)
+    svc = start(binary, url, "sqlite", broker)
     wait_until("a tenth of the backlog is processed", lambda: labeled(
         svc, "events_consumed_total", consumer=consumer, result="processed") >= total / 10, timeout=60)
     t0 = time.monotonic()
     assert svc.stop() == 0
     stopped_in = time.monotonic() - t0
-    first = sum(1 for line in svc.lines if line.get("msg") == "events: consumer drained")
-    assert first == 1, "the consumer did not say it drained"
+    assert sum(1 for line in svc.lines if line.get("msg") == "events: consumer drained") == 1, \
+        "the consumer did not say it drained"
     processed = {r[0] for r in query(url, "SELECT event_id FROM inbox")}
     assert 0 < len(processed) < total, f"{len(processed)} of {total}: SIGTERM did not land mid-stream"
-    info = consumer_info(broker.url, stream, consumer)
-    floor = info.ack_floor.stream_seq
-    acked = [m["event"]["id"] for m in stream_messages(broker.url, stream)[:floor]]
+    acked = broker.acknowledged(consumer)
     assert set(acked) <= processed, f"{len(set(acked) - processed)} acknowledged events were never processed"
 
-    svc = start(binaries[VARIANT], url, "sqlite", broker)
+    svc = start(binary, url, "sqlite", broker)
     try:
         wait_until("the rest is processed", lambda: len(query(url, "SELECT event_id FROM inbox")) == total, timeout=120)
         second = labeled(svc, "events_consumed_total", consumer=consumer, result="processed")
@@ -413,42 +343,11 @@ def test_sigterm_mid_stream_acks_nothing_unprocessed(binaries, projects, broker,
         assert labeled(svc, "events_consumed_total", consumer=consumer, result="duplicate") == 0
         rows = {r[0]: (r[1], r[2]) for r in query(url, "SELECT item_id, changes, last_version FROM item_activity")}
         assert all(rows[r] == (BACKLOG_VERSIONS, BACKLOG_VERSIONS) for r in resources)
-        wait_until("nothing is left unacknowledged", lambda: consumer_info(broker.url, stream, consumer).num_ack_pending == 0,
-                   timeout=10)
-        print(f"\nSIGTERM after {len(processed)} of {total} events: stopped in {stopped_in:.2f} s, "
-              f"ack floor {floor}; the next start processed the other {second:g}, no duplicates")
+        wait_until("nothing is left unacknowledged", lambda: broker.unacknowledged(consumer) == 0, timeout=10)
+        print(f"\n{broker.kind}: SIGTERM after {len(processed)} of {total} events: stopped in {stopped_in:.2f} s, "
+              f"{len(acked)} acknowledged; the next start processed the other {second:g}, no duplicates")
     finally:
         assert svc.stop() == 0
-
-
-class Subscriber:
-    """A plain NATS subscription to the service's subjects in a thread of its own: when each
-    created event reached a subscriber (time.monotonic(), by resource ID)."""
-
-    def __init__(self, url: str, subject: str):
-        import threading
-
-        self.received: dict[str, float] = {}
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        asyncio.run_coroutine_threadsafe(self._start(url, subject), self.loop).result(timeout=10)
-
-    async def _start(self, url: str, subject: str) -> None:
-        nats = nats_client()
-        self.nc = await nats.connect(url)
-
-        async def got(msg) -> None:
-            now = time.monotonic()
-            e = json.loads(msg.data)
-            if e["type"] == "item.created":
-                self.received.setdefault(e["resource_id"], now)
-
-        await self.nc.subscribe(subject, cb=got)
-        await self.nc.flush()
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.nc.close(), self.loop).result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 LATENCY_CREATES, LATENCY_RATE = 300, 50
@@ -457,27 +356,34 @@ THROUGHPUT_CREATES, THROUGHPUT_CLIENTS = 2000, 8
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
-def test_publish_latency_and_throughput(binaries, projects, broker, engine, request, tmp_path):
+def test_publish_latency_and_throughput(setup, engine, request, tmp_path):
     """Measured, not asserted (pytest -s prints it): with the default relay settings, the
-    time from a create's 201 to its event reaching a NATS subscriber (creates paced at
-    50/s), and how fast events are published when creates come as fast as 8 clients can
-    send them. The test checks only that every event arrived."""
+    time from a create's 201 to its event reaching a subscriber (creates paced at 50/s),
+    and how fast events are published when creates come as fast as 8 clients can send
+    them. The test checks only that every event arrived."""
+    broker, binary, _ = setup
     dsn = request.getfixturevalue("postgres_dsn") if engine == "postgresql" else None
-    slug = slug_of(projects[VARIANT])
     env = {"REQUEST_TIMEOUT": "2s", "HTTP_WRITE_TIMEOUT": "3s", "DB_STATEMENT_TIMEOUT": "2s"}
-    svc = Service(binaries[VARIANT], base_env(DB_TYPE=engine, DATABASE_URL=database(engine, tmp_path, dsn),
-                                              EVENTS_BROKER_URL=broker.url, **env))
+    svc = Service(binary, base_env(DB_TYPE=engine, DATABASE_URL=database(engine, tmp_path, dsn),
+                                   EVENTS_BROKER_URL=broker.url, **env))
     svc.wait_listening().wait_ready()
     create(svc.api, "makes the stream")
-    sub = Subscriber(broker.url, f"{slug}.>")
+    wait_for_messages(broker, 1)
+    received: dict[str, float] = {}
+
+    def got(e: dict, at: float) -> None:
+        if e["type"] == "item.created":
+            received.setdefault(e["resource_id"], at)
+
+    sub = broker.subscribe(got)
     try:
         done: dict[str, float] = {}
         t0 = time.monotonic()
         for i in range(LATENCY_CREATES):
             time.sleep(max(0.0, t0 + i / LATENCY_RATE - time.monotonic()))
             done[create(svc.api, f"latency {i}")] = time.monotonic()
-        wait_until("every paced event arrived", lambda: all(i in sub.received for i in done))
-        lat = sorted((sub.received[i] - t) * 1000 for i, t in done.items())
+        wait_until("every paced event arrived", lambda: all(i in received for i in done))
+        lat = sorted((received[i] - t) * 1000 for i, t in done.items())
 
         def burst(n: int) -> list[str]:
             return [create(svc.api, f"burst {n} {i}") for i in range(THROUGHPUT_CREATES // THROUGHPUT_CLIENTS)]
@@ -486,12 +392,13 @@ def test_publish_latency_and_throughput(binaries, projects, broker, engine, requ
         with ThreadPoolExecutor(max_workers=THROUGHPUT_CLIENTS) as pool:
             ids = [i for chunk in pool.map(burst, range(THROUGHPUT_CLIENTS)) for i in chunk]
         t2 = time.monotonic()
-        wait_until("every burst event arrived", lambda: all(i in sub.received for i in ids), timeout=120)
-        last = max(sub.received[i] for i in ids)
-        print(f"\n{engine}: create 201 -> event at a subscriber, {LATENCY_CREATES} creates at {LATENCY_RATE}/s: "
-              f"p50 {statistics.median(lat):.1f} ms, p99 {lat[int(len(lat) * 0.99) - 1]:.1f} ms, max {lat[-1]:.1f} ms; "
-              f"{len(ids)} creates from {THROUGHPUT_CLIENTS} clients: {len(ids) / (t2 - t1):.0f} creates/s, "
-              f"{len(ids) / (last - t1):.0f} events/s published (the last event {1000 * (last - t2):+.0f} ms from the last 201)")
+        wait_until("every burst event arrived", lambda: all(i in received for i in ids), timeout=120)
+        last = max(received[i] for i in ids)
+        print(f"\n{broker.kind}/{engine}: create 201 -> event at a subscriber, {LATENCY_CREATES} creates at "
+              f"{LATENCY_RATE}/s: p50 {statistics.median(lat):.1f} ms, p99 {lat[int(len(lat) * 0.99) - 1]:.1f} ms, "
+              f"max {lat[-1]:.1f} ms; {len(ids)} creates from {THROUGHPUT_CLIENTS} clients: "
+              f"{len(ids) / (t2 - t1):.0f} creates/s, {len(ids) / (last - t1):.0f} events/s published "
+              f"(the last event {1000 * (last - t2):+.0f} ms from the last 201)")
     finally:
         sub.close()
         assert svc.stop() == 0
