@@ -89,6 +89,53 @@ class PrivateServer:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
+def stop_process(proc: subprocess.Popen | None, crash: bool = False, timeout: float = 30) -> None:
+    """Stop a server process the way a service manager does (SIGTERM: a normal shutdown), or
+    with crash kill it (SIGKILL); SIGKILL after timeout if it does not exit."""
+    if proc and proc.poll() is None:
+        if crash:
+            proc.kill()
+        else:
+            proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+class ProcessServer(PrivateServer):
+    """A server that is one process of ours, healthy when _healthy() says so; its data under
+    self.base outlive stop()/start()."""
+
+    name: str
+    proc: subprocess.Popen | None = None
+
+    def command(self, log: Path) -> list[str]:
+        raise NotImplementedError
+
+    def _healthy(self) -> bool:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 30) -> None:
+        """Start the server and return once it is healthy."""
+        log = self.base / "server.log"
+        self.proc = subprocess.Popen(self.command(log), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not self._healthy():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not start:\n" + (log.read_text()[-3000:] if log.exists() else ""))
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop the server (SIGTERM, as a service manager does)."""
+        stop_process(self.proc, timeout=timeout)
+        self.proc = None
+
+    def halt(self) -> None:
+        self.stop()
+
+
 class PostgresServer(PrivateServer):
     """A PostgreSQL instance of its own (initdb, pg_ctl), on 127.0.0.1 and a free port."""
 
@@ -200,16 +247,7 @@ class MariaDBServer(PrivateServer):
     def stop(self, crash: bool = False, timeout: float = 60) -> None:
         """Stop the server the way a service manager does (SIGTERM: a normal shutdown), or
         with crash kill it (SIGKILL: the next start recovers from the redo log)."""
-        if self.proc and self.proc.poll() is None:
-            if crash:
-                self.proc.kill()
-            else:
-                self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
+        stop_process(self.proc, crash=crash, timeout=timeout)
         self.proc = None
 
     def root_sql(self, query: str) -> str:
@@ -427,7 +465,7 @@ def nats_server_path() -> Path | None:
     return Path(found) if found else None
 
 
-class NatsServer(PrivateServer):
+class NatsServer(ProcessServer):
     """A NATS server with JetStream of its own (Debian's nats-server), on 127.0.0.1 and a
     free port, its streams stored under a temporary directory that outlives stop()/start()
     (a restarted broker keeps its streams, as a real one does)."""
@@ -440,7 +478,7 @@ class NatsServer(PrivateServer):
         self.port, self.monitor = free_port(), free_port()
         self.base = Path(tempfile.mkdtemp(prefix="cgs-nats-", dir="/tmp"))
         self.url = f"nats://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
+        self.name = "nats-server"
 
     def _healthy(self) -> bool:
         import urllib.request
@@ -451,35 +489,12 @@ class NatsServer(PrivateServer):
         except OSError:
             return False
 
-    def start(self, timeout: float = 30) -> None:
-        """Start the server and return once JetStream answers its health check."""
-        log = self.base / "server.log"
-        self.proc = subprocess.Popen(
-            [str(self.binary), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor),
-             "-sd", str(self.base / "store"), "-l", str(log)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while not self._healthy():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("nats-server did not start:\n" + (log.read_text()[-3000:] if log.exists() else ""))
-            time.sleep(0.1)
-
-    def stop(self, timeout: float = 30) -> None:
-        """Stop the server (SIGTERM, as a service manager does)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-        self.proc = None
-
-    def halt(self) -> None:
-        self.stop()
+    def command(self, log: Path) -> list[str]:
+        return [str(self.binary), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor),
+                "-sd", str(self.base / "store"), "-l", str(log)]
 
 
-class RedisServer(PrivateServer):
+class RedisServer(ProcessServer):
     """A Redis server of its own (Debian's redis-server) on 127.0.0.1 and a free port, with
     an append-only file under a temporary directory that outlives stop()/start(), so a
     restarted server keeps its streams, as a production one configured for it does."""
@@ -492,7 +507,7 @@ class RedisServer(PrivateServer):
         self.port = free_port()
         self.base = Path(tempfile.mkdtemp(prefix="cgs-redis-", dir="/tmp"))
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen | None = None
+        self.name = "redis-server"
 
     def _healthy(self) -> bool:
         import socket
@@ -504,30 +519,8 @@ class RedisServer(PrivateServer):
         except OSError:
             return False
 
-    def start(self, timeout: float = 30) -> None:
-        """Start the server and return once it answers PING."""
-        log = self.base / "server.log"
-        self.proc = subprocess.Popen(
-            [str(self.binary), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.base),
-             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--logfile", str(log),
-             "--daemonize", "no", "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while not self._healthy():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start:\n" + (log.read_text()[-3000:] if log.exists() else ""))
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 30) -> None:
-        """Stop the server (SIGTERM: it writes its append-only file and exits)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-        self.proc = None
-
-    def halt(self) -> None:
-        self.stop()
+    def command(self, log: Path) -> list[str]:
+        # SIGTERM makes Redis write its append-only file and exit.
+        return [str(self.binary), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.base),
+                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--logfile", str(log),
+                "--daemonize", "no", "--protected-mode", "no"]
