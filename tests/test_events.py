@@ -402,3 +402,26 @@ def test_publish_latency_and_throughput(setup, engine, request, tmp_path):
     finally:
         sub.close()
         assert svc.stop() == 0
+
+
+def test_redis_that_lost_its_data_gets_the_group_back(projects, binaries, tmp_path):
+    """A Redis restarted without its data (here: the stream deleted under the service) has
+    no consumer group: the consumer makes it again and goes on with the new events."""
+    variant = brokers.VARIANTS["redis"]
+    slug = slug_of(projects[variant])
+    broker = brokers.make("redis", slug)
+    consumer = f"{slug}-item-activity"
+    with broker.server:
+        svc = start(binaries[variant], database("sqlite", tmp_path, None), "sqlite", broker)
+        try:
+            first = [create(svc.api, f"before {i}") for i in range(5)]
+            wait_until("the first events are consumed", lambda: labeled(
+                svc, "events_consumed_total", consumer=consumer, result="processed") == len(first))
+            with broker._client() as r:
+                assert r.delete(broker.stream) == 1
+            later = [create(svc.api, f"after {i}") for i in range(5)]
+            wait_until("the later events are consumed", lambda: labeled(
+                svc, "events_consumed_total", consumer=consumer, result="processed") == len(first) + len(later))
+            assert broker.unacknowledged(consumer) == 0
+        finally:
+            assert svc.stop() == 0
