@@ -154,7 +154,7 @@ def data_layer_flags(choice: str) -> dict[str, Any]:
     return {d: d == choice for d in DATA_LAYERS}
 
 
-BROKERS = ("none", "nats", "redis")
+BROKERS = ("none", "nats", "redis", "rabbitmq")
 
 
 def events(async_workflows: bool) -> Decision:
@@ -178,7 +178,7 @@ def events_flags(choice: str) -> dict[str, Any]:
     """The rendered broker: `events` is on for any broker, and each broker has its flag."""
     if choice not in BROKERS:
         raise ValueError(f"events must be one of {', '.join(BROKERS)}, not {choice!r}")
-    return {"events": choice != "none", "nats": choice == "nats", "redis": choice == "redis", "broker": choice}
+    return {"events": choice != "none", **{b: choice == b for b in BROKERS[1:]}, "broker": choice}
 
 
 def _clamp(value: float, lo: float, hi: float) -> float:

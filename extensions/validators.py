@@ -143,13 +143,13 @@ def databases(value: Any) -> str:
     return ""
 
 
-BROKERS = ("none", "nats", "redis")
+BROKERS = ("none", "nats", "redis", "rabbitmq")
 
 
 def events(value: Any) -> str:
     if value not in BROKERS:
         return (
-            f"events {value!r} is not offered: choose none, nats (NATS JetStream) or redis "
-            "(Redis Streams); RabbitMQ and Kafka come later."
+            f"events {value!r} is not offered: choose none, nats (NATS JetStream), redis "
+            "(Redis Streams) or rabbitmq (RabbitMQ); Kafka comes later."
         )
     return ""

@@ -1,7 +1,8 @@
 """The brokers the events tests run against, behind one face: a private server
 (tests/servers.py) and a client that reads the service's stream back, publishes into it,
-and reports a consumer's acknowledgements. NATS JetStream (nats-py) and Redis Streams
-(redis-py)."""
+and reports a consumer's acknowledgements. NATS JetStream (nats-py), Redis Streams
+(redis-py) and RabbitMQ (pika; a RabbitMQ exchange keeps nothing, so the tests bind a
+queue of their own, the tap, that receives every event and is read without consuming)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import uuid
 from typing import Any
 
 from tests.conftest import unavailable
-from tests.servers import NatsServer, RedisServer
+from tests.servers import NatsServer, RabbitMQServer, RedisServer
 
 # The rendered variant of each broker (tests/conftest.py).
-VARIANTS = {"nats": "events", "redis": "events-redis"}
+VARIANTS = {"nats": "events", "redis": "events-redis", "rabbitmq": "events-rabbitmq"}
 
 
 def _nats():
@@ -33,6 +34,14 @@ def _redis():
     except ImportError:
         unavailable("the Redis client for Python is not installed (pip install -e '.[test]')")
     return redis
+
+
+def _pika():
+    try:
+        import pika
+    except ImportError:
+        unavailable("the RabbitMQ client for Python (pika) is not installed (pip install -e '.[test]')")
+    return pika
 
 
 class Broker:
@@ -56,6 +65,9 @@ class Broker:
 
     def close(self) -> None:
         self.server.close()
+
+    def prepare(self, consumer: str) -> None:
+        """Called once the broker runs, before any service starts (RabbitMQ binds its queues)."""
 
     # What each broker implements.
     def messages(self) -> list[dict]:
@@ -118,8 +130,15 @@ class Nats(Broker):
             except nats.js.errors.NotFoundError:
                 return []
             out = []
-            for seq in range(info.state.first_seq, info.state.last_seq + 1):
-                msg = await js.get_msg(self.stream, seq)
+            if info.state.messages == 0:
+                # A stream made a moment ago reports first and last sequence 0, and asking
+                # for message 0 is a bad request: an empty stream has nothing to read.
+                return out
+            for seq in range(max(info.state.first_seq, 1), info.state.last_seq + 1):
+                try:
+                    msg = await js.get_msg(self.stream, seq)
+                except nats.js.errors.NotFoundError:
+                    continue  # deleted from the middle of the stream
                 e = json.loads(msg.data)
                 out.append({"id": seq, "type": e.get("type"), "event": e,
                             "meta": {"subject": msg.subject, "headers": dict(msg.headers or {})}})
@@ -254,9 +273,133 @@ class _RedisSubscription(Subscription):
         self.thread.join(timeout=5)
 
 
+class RabbitMQ(Broker):
+    """The service's topic exchange <slug>.events. The tap is a durable classic queue bound
+    to it for every routing key before any service starts; the consumer's quorum queue is
+    declared then too, as the service declares it, so that events published while the
+    consumer is off wait in it."""
+
+    kind = "rabbitmq"
+
+    def __init__(self, slug: str):
+        super().__init__(slug)
+        self.server = RabbitMQServer()
+        self.exchange = f"{slug}.events"
+        self.tap = f"{slug}-test-tap"
+
+    def _connect(self):
+        pika = _pika()
+        return pika.BlockingConnection(pika.URLParameters(self.url))
+
+    def prepare(self, consumer: str) -> None:
+        with self._connect() as conn:
+            ch = conn.channel()
+            ch.exchange_declare(self.exchange, "topic", durable=True)
+            ch.queue_declare(self.tap, durable=True)
+            ch.queue_bind(self.tap, self.exchange, "#")
+            ch.queue_declare(consumer, durable=True, arguments={"x-queue-type": "quorum"})
+            ch.queue_bind(consumer, self.exchange, "#")
+
+    def _peek(self, queue: str) -> list[tuple[Any, Any, bytes]]:
+        """The messages ready in queue, oldest first, left in it: consumed without acks,
+        given back when the connection closes (a classic queue puts them back in place)."""
+        with self._connect() as conn:
+            ch = conn.channel()
+            want = ch.queue_declare(queue, passive=True).method.message_count
+            got: list[tuple[Any, Any, bytes]] = []
+            if want == 0:
+                return got
+            # Unlimited (0) is capped at 2,000 by a quorum queue: ask for all of them.
+            ch.basic_qos(prefetch_count=min(want, 65535))
+            ch.basic_consume(queue, lambda _ch, method, props, body: got.append((method, props, body)))
+            deadline = time.monotonic() + 30
+            while len(got) < want and time.monotonic() < deadline:
+                conn.process_data_events(time_limit=0.05)
+            return got[:want]
+
+    def messages(self) -> list[dict]:
+        out = []
+        for i, (method, props, body) in enumerate(self._peek(self.tap)):
+            out.append({"id": i, "type": method.routing_key, "event": json.loads(body),
+                        "meta": {"routing_key": method.routing_key, "message_id": props.message_id,
+                                 "content_type": props.content_type, "delivery_mode": props.delivery_mode,
+                                 "type": props.type, "headers": dict(props.headers or {})}})
+        return out
+
+    def check_message(self, m: dict) -> None:
+        e, meta = m["event"], m["meta"]
+        assert meta["routing_key"] == e["type"] and meta["type"] == e["type"] and meta["message_id"] == e["id"]
+        assert meta["content_type"] == "application/json" and meta["delivery_mode"] == 2, meta
+
+    def publish(self, items: list[tuple[str, bytes]]) -> None:
+        pika = _pika()
+        with self._connect() as conn:
+            ch = conn.channel()
+            ch.confirm_delivery()
+            for typ, data in items:
+                ch.basic_publish(self.exchange, typ, data, pika.BasicProperties(
+                    message_id=str(uuid.uuid4()), content_type="application/json", delivery_mode=2), mandatory=True)
+
+    def unacknowledged(self, consumer: str) -> int:
+        # rabbitmqctl counts ready and unacknowledged messages alike ("messages").
+        for line in self.server.ctl("list_queues", "name", "messages").splitlines():
+            name, _, count = line.partition("\t")
+            if name == consumer:
+                return int(count)
+        raise AssertionError(f"no queue {consumer}")
+
+    def acknowledged(self, consumer: str) -> list[str]:
+        """Events the tap holds and the consumer's queue no longer does: valid while no
+        consumer holds messages of the queue (the service has exited)."""
+        left = set()
+        for _, _, body in self._peek(consumer):
+            try:
+                left.add(json.loads(body)["id"])
+            except (ValueError, KeyError, TypeError):
+                continue  # not an event (a poison message)
+        return [m["event"]["id"] for m in self.messages() if m["event"]["id"] not in left]
+
+    def subscribe(self, on_event) -> Subscription:
+        return _RabbitMQSubscription(self, on_event)
+
+
+class _RabbitMQSubscription(Subscription):
+    """A queue of its own (exclusive: gone with the connection) bound for every event."""
+
+    def __init__(self, broker: RabbitMQ, on_event):
+        self.stopped = threading.Event()
+        ready = threading.Event()
+        failed: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                with broker._connect() as conn:
+                    ch = conn.channel()
+                    q = ch.queue_declare("", exclusive=True).method.queue
+                    ch.queue_bind(q, broker.exchange, "#")
+                    ch.basic_consume(q, lambda _ch, _m, _p, body: on_event(json.loads(body), time.monotonic()),
+                                     auto_ack=True)
+                    ready.set()
+                    while not self.stopped.is_set():
+                        conn.process_data_events(time_limit=0.1)
+            except BaseException as err:  # reported to the test by the constructor
+                failed.append(err)
+                ready.set()
+
+        self.thread = threading.Thread(target=read, daemon=True)
+        self.thread.start()
+        ready.wait(timeout=30)
+        if failed:
+            raise failed[0]
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+
+
 def make(kind: str, slug: str) -> Broker:
     try:
-        return {"nats": Nats, "redis": Redis}[kind](slug)
+        return {"nats": Nats, "redis": Redis, "rabbitmq": RabbitMQ}[kind](slug)
     except FileNotFoundError as err:
         unavailable(str(err))
         raise

@@ -117,10 +117,15 @@ class ProcessServer(PrivateServer):
     def _healthy(self) -> bool:
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str] | None:
+        """The server's environment (None: the tests')."""
+        return None
+
     def start(self, timeout: float = 30) -> None:
         """Start the server and return once it is healthy."""
         log = self.base / "server.log"
-        self.proc = subprocess.Popen(self.command(log), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.command(log), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env=self.environment(), start_new_session=True)
         deadline = time.monotonic() + timeout
         while not self._healthy():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -524,3 +529,65 @@ class RedisServer(ProcessServer):
         return [str(self.binary), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.base),
                 "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--logfile", str(log),
                 "--daemonize", "no", "--protected-mode", "no"]
+
+
+RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+
+
+class RabbitMQServer(ProcessServer):
+    """A RabbitMQ node of its own (Debian's rabbitmq-server, no plugins) on 127.0.0.1 and a
+    free port, its own node name, Erlang cookie and distribution port, its data (mnesia, the
+    quorum queues' logs) under a temporary directory that outlives stop()/start(). The
+    default guest account connects from loopback."""
+
+    def __init__(self) -> None:
+        if not RABBITMQ_SERVER.exists():
+            raise FileNotFoundError(f"{RABBITMQ_SERVER} not found (apt-get install rabbitmq-server)")
+        self.port, self.dist = free_port(), free_port()
+        self.base = Path(tempfile.mkdtemp(prefix="cgs-rabbitmq-", dir="/tmp"))
+        (self.base / "enabled_plugins").write_text("[].\n")
+        self.node = f"cgs{self.port}@localhost"
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/"
+        self.name = "rabbitmq-server"
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, "HOME": str(self.base), "RABBITMQ_NODENAME": self.node,
+                "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(self.port),
+                "RABBITMQ_DIST_PORT": str(self.dist), "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
+                "RABBITMQ_LOG_BASE": str(self.base / "log"), "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
+                "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq"), "RABBITMQ_PID_FILE": str(self.base / "pid"),
+                "RABBITMQ_LOGS": str(self.base / "server.log")}
+
+    def command(self, log: Path) -> list[str]:
+        return [str(RABBITMQ_SERVER)]
+
+    def _healthy(self) -> bool:
+        # The AMQP 0-9-1 protocol header is answered by connection.start (a method frame, type 1)
+        # once the node accepts clients.
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                s.sendall(b"AMQP\x00\x00\x09\x01")
+                return s.recv(1) == b"\x01"
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 90) -> None:
+        super().start(timeout=timeout)
+
+    def stop(self, timeout: float = 60) -> None:
+        """Stop the node (SIGTERM: the script stops the Erlang VM and waits for it); the
+        process group is killed if it does not exit in time."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait(timeout=30)
+
+    def ctl(self, *args: str) -> str:
+        """rabbitmqctl against this node."""
+        return subprocess.run(["/usr/lib/rabbitmq/bin/rabbitmqctl", "-q", "-n", self.node, *args], check=True,
+                              capture_output=True, text=True, timeout=60, env=self.environment()).stdout

@@ -107,15 +107,15 @@ def test_events_recommendation_follows_async_workflows():
     assert d.events(False).choice == "none" and "synchronous" in d.events(False).reason
 
 
-@pytest.mark.parametrize("broker", ["none", "nats", "redis"])
+@pytest.mark.parametrize("broker", ["none", "nats", "redis", "rabbitmq"])
 def test_events_flags(broker):
     flags = d.events_flags(broker)
     assert flags["broker"] == broker and flags["events"] == (broker != "none") and flags["nats"] == (broker == "nats")
-    assert flags["redis"] == (broker == "redis")
+    assert flags["redis"] == (broker == "redis") and flags["rabbitmq"] == (broker == "rabbitmq")
 
 
 def test_events_flags_refuse_brokers_not_offered():
-    with pytest.raises(ValueError, match="events must be one of none, nats, redis"):
+    with pytest.raises(ValueError, match="events must be one of none, nats, redis, rabbitmq"):
         d.events_flags("kafka")
 
 
@@ -135,6 +135,9 @@ def test_the_events_answer_overrides_the_recommendation_and_picks_the_client():
     redis = d.plan({**answers, "async_workflows": True, "events": "redis"}, STD)
     assert redis["events"]["overridden"] and redis["on"]["redis"] and not redis["on"]["nats"]
     assert "github.com/redis/go-redis/v9" in paths(redis) and "github.com/nats-io/nats.go" not in paths(redis)
+    rabbit = d.plan({**answers, "async_workflows": True, "events": "rabbitmq"}, STD)
+    assert rabbit["on"]["rabbitmq"] and not rabbit["on"]["nats"] and not rabbit["on"]["redis"]
+    assert "github.com/rabbitmq/amqp091-go" in paths(rabbit) and "github.com/nats-io/nats.go" not in paths(rabbit)
     declined = d.plan({**answers, "async_workflows": True, "events": "none"}, STD)
     assert declined["events"]["overridden"] and not declined["flags"]["events"]
 
@@ -287,7 +290,8 @@ def test_plan_has_every_decision():
     assert plan["db"]["types"] == ["postgresql", "mysql", "mariadb", "sqlite"] and plan["db"]["server"]
     assert not d.database_flags(["sqlite"])["server"] and d.database_flags(["mariadb", "sqlite"])["server"]
     assert plan["flags"] == {"rest": True, "grpc": False, "chi": True, "gin": False, "router": "chi",
-                             "events": False, "nats": False, "redis": False, "broker": "none"}
+                             "events": False, "nats": False, "redis": False, "rabbitmq": False,
+                             "broker": "none"}
     assert plan["codegen"] == {"sqlc": True, "protobuf": False, "any": True}
     assert not d.plan({**answers, "data_layer": "gorm"}, STD)["codegen"]["any"]
 
@@ -390,9 +394,9 @@ def test_databases_validator():
 
 
 def test_events_validator_names_the_question_and_the_choices():
-    assert v.events("none") == "" and v.events("nats") == "" and v.events("redis") == ""
+    assert all(v.events(b) == "" for b in ("none", "nats", "redis", "rabbitmq"))
     msg = v.events("kafka")
-    assert msg.startswith("events 'kafka'") and "none, nats (NATS JetStream) or redis" in msg
+    assert msg.startswith("events 'kafka'") and "none, nats (NATS JetStream), redis (Redis Streams) or rabbitmq" in msg
 
 
 DECISION_KEYS = {"recommended", "chosen", "overridden", "reason", "numbers"}

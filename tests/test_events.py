@@ -1,7 +1,8 @@
 """Events (issue 14): the transactional outbox, its relay and the example consumer, on the
-built binary, from outside, on each broker: a private nats-server with JetStream and a
-private redis-server (tests/servers.py); tests/brokers.py reads the stream back with each
-broker's Python client.
+built binary, from outside, on each broker: a private nats-server with JetStream, a
+private redis-server and a private RabbitMQ node (tests/servers.py); tests/brokers.py reads
+the stream (on RabbitMQ, a queue of the tests bound for every event) back with each broker's
+Python client.
 
 - 200 creates, then updates and deletes of some of them: exactly one event per change
   arrives, each resource's in version order, deduplicated by event ID (Nats-Msg-Id).
@@ -165,8 +166,10 @@ def setup(request, projects, binaries):
     variant = brokers.VARIANTS[request.param]
     slug = slug_of(projects[variant])
     broker = brokers.make(request.param, slug)
+    consumer = f"{slug}-item-activity"
     with broker.server:
-        yield broker, binaries[variant], f"{slug}-item-activity"
+        broker.prepare(consumer)
+        yield broker, binaries[variant], consumer
 
 
 @pytest.mark.postgres
@@ -423,5 +426,28 @@ def test_redis_that_lost_its_data_gets_the_group_back(projects, binaries, tmp_pa
             wait_until("the later events are consumed", lambda: labeled(
                 svc, "events_consumed_total", consumer=consumer, result="processed") == len(first) + len(later))
             assert broker.unacknowledged(consumer) == 0
+        finally:
+            assert svc.stop() == 0
+
+
+def test_rabbitmq_keeps_events_no_queue_is_bound_for(projects, binaries, tmp_path):
+    """An exchange keeps nothing: an event published while no queue is bound for it would
+    be lost. The relay publishes mandatory messages, so RabbitMQ returns such an event and
+    it waits in the outbox (the backlog metric shows it) until a queue is bound; then it is
+    delivered, once."""
+    variant = brokers.VARIANTS["rabbitmq"]
+    slug = slug_of(projects[variant])
+    broker = brokers.make("rabbitmq", slug)
+    with broker.server:
+        svc = start(binaries[variant], database("sqlite", tmp_path, None), "sqlite", broker,
+                    EVENTS_CONSUMER_ENABLED="false", EVENTS_RELAY_BACKOFF_CAP="500ms")
+        try:
+            ids = [create(svc.api, f"unrouted {i}") for i in range(3)]
+            wait_until("the relay has tried and failed", lambda: metric(svc, "events_publish_retries_total") >= 2)
+            assert metric(svc, "outbox_backlog_events") == len(ids)
+            broker.prepare(f"{slug}-item-activity")  # binds the tap (and the consumer's queue)
+            messages = wait_for_messages(broker, len(ids))
+            assert set(check_events(broker, messages)) == set(ids)
+            wait_until("the backlog is empty", lambda: metric(svc, "outbox_backlog_events") == 0, timeout=10)
         finally:
             assert svc.stop() == 0

@@ -116,6 +116,14 @@ def layer_files(layer: str, mysql: bool = True) -> set[str]:
 
 ALL_SQLC = sqlc_files("postgres", "mysql", "sqlite") | {"sqlc.yaml"}
 
+
+def events_files(broker: str) -> set[str]:
+    """The outbox, relay and consumer (any broker), the broker's own file, and the events
+    tables' migrations on every engine."""
+    code = {f"internal/events/{f}.go" for f in ("event", "outbox", "relay", "consumer", "inbox", "activity", broker)}
+    return code | {f"internal/store/migrations/{dialect}/{m}.sql" for dialect in ("postgres", "mysql", "sqlite")
+                   for m in ("00004_outbox", "00005_inbox", "00006_dead_letters", "00007_activity")}
+
 # option value: (answers, files added to the default render, files removed from it)
 OPTION_FILES = {
     "transport=grpc": ({"transport": "grpc"}, GRPC, REST),
@@ -133,6 +141,10 @@ OPTION_FILES = {
     "databases=sqlite": ({"databases": ["sqlite"]}, set(), engine_files("postgres") | engine_files("mysql")),
     "gorm on sqlite only": ({"data_layer": "gorm", "databases": ["sqlite"]}, layer_files("gorm", mysql=False),
                             ALL_SQLC | engine_files("postgres") | engine_files("mysql")),
+    "events=nats": ({"events": "nats"}, events_files("nats"), set()),
+    "async_workflows": ({"async_workflows": True}, events_files("nats"), set()),  # NATS becomes the default
+    "events=redis": ({"events": "redis"}, events_files("redis"), set()),
+    "events=rabbitmq": ({"events": "rabbitmq"}, events_files("rabbitmq"), set()),
     "go not justified": ({"peak_rps": 500, "p99_ms": 150, "go_justification": "The team runs only Go services here."}, set(), set()),
 }
 
