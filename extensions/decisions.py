@@ -154,13 +154,26 @@ def data_layer_flags(choice: str) -> dict[str, Any]:
     return {d: d == choice for d in DATA_LAYERS}
 
 
-BROKERS = ("none", "nats", "redis", "rabbitmq")
+BROKERS = ("none", "nats", "redis", "rabbitmq", "kafka")
 
 
-def events(async_workflows: bool) -> Decision:
+def events(async_workflows: bool, events_per_s: int = 0, std: Standards | None = None) -> Decision:
     """Events when workflows are asynchronous: NATS JetStream, the broker with the least to
-    run (one binary, persistence and per-message deduplication built in); none otherwise,
-    since an event nobody needs is a table, a relay and a broker to operate for nothing."""
+    run (one binary, persistence and per-message deduplication built in), or Kafka from the
+    standard's event rate on (partitions spread the load over brokers and consumer
+    replicas, and the log keeps events for replay); none otherwise, since an event nobody
+    needs is a table, a relay and a broker to operate for nothing."""
+    if events_per_s < 0:
+        raise ValueError(f"events_per_s must be at least 0, not {events_per_s}")
+    threshold = (std or {}).get("events", {}).get("kafka_events_per_s")
+    if async_workflows and threshold is not None and events_per_s >= threshold:
+        return Decision(
+            "kafka",
+            f"Workflows are asynchronous at {events_per_s:,} events/s, at or above the standard's "
+            f"{threshold:,}/s: Kafka, whose partitioned topic spreads the events over brokers and "
+            "consumer replicas (each resource's events on one partition, in order) and keeps them "
+            "for replay; a transactional outbox publishes them at least once.",
+        )
     if async_workflows:
         return Decision(
             "nats",
@@ -178,7 +191,11 @@ def events_flags(choice: str) -> dict[str, Any]:
     """The rendered broker: `events` is on for any broker, and each broker has its flag."""
     if choice not in BROKERS:
         raise ValueError(f"events must be one of {', '.join(BROKERS)}, not {choice!r}")
-    return {"events": choice != "none", **{b: choice == b for b in BROKERS[1:]}, "broker": choice}
+    return {"events": choice != "none", **{b: choice == b for b in BROKERS[1:]}, "broker": choice,
+            # The broker keeps events for a time (a stream, a log): EVENTS_STREAM_MAX_AGE.
+            "retention": choice in ("nats", "redis", "kafka"),
+            # The broker delivers again a message not acked in time: EVENTS_CONSUMER_ACK_WAIT.
+            "ack_wait": choice in ("nats", "redis")}
 
 
 def _clamp(value: float, lo: float, hi: float) -> float:
@@ -556,7 +573,7 @@ def plan(answers: dict[str, Any], std: Standards) -> dict[str, Any]:
     resource = answers["resource"]
     recommended_transport = transport(answers["exposure"])
     flags = transport_flags(answers.get("transport") or recommended_transport.choice, answers.get("router"))
-    recommended_events = events(bool(answers.get("async_workflows", False)))
+    recommended_events = events(bool(answers.get("async_workflows", False)), int(answers.get("events_per_s", 0)), std)
     flags.update(events_flags(answers.get("events") or recommended_events.choice))
     recommended_layer = data_layer(answers["schema_churn"])
     layer = answers.get("data_layer") or recommended_layer.choice

@@ -44,7 +44,8 @@ REQUIRED_FOR_PLAN = (
     "peak_rps", "p99_ms", "packets_per_s", "cpu_bound", "exposure", "schema_churn",
     "go_version", "resource",
 )
-OPTIONAL_FOR_PLAN = ("transport", "router", "service_slug", "databases", "data_layer", "slo_availability", "module_path", "events")
+OPTIONAL_FOR_PLAN = ("transport", "router", "service_slug", "databases", "data_layer", "slo_availability", "module_path", "events",
+                     "events_per_s")
 
 
 def _text(limit: int) -> Any:
@@ -87,7 +88,7 @@ def _go_verdict(peak_rps: Any, p99_ms: Any, packets_per_s: Any, cpu_bound: Any) 
 RECOMMENDATIONS = {
     "transport": lambda exposure: decisions.transport(exposure),
     "data_layer": lambda churn: decisions.data_layer(churn),
-    "events": lambda async_workflows: decisions.events(bool(async_workflows)),
+    "events": lambda async_workflows, rate=0: decisions.events(bool(async_workflows), int(rate or 0), STANDARDS),
     "xdp": lambda packets: decisions.xdp_tier(int(packets), STANDARDS),
     "pool": lambda rps: decisions.pool_size(int(rps), STANDARDS),
     "timeouts": lambda p99: decisions.timeouts(int(p99), STANDARDS),

@@ -143,13 +143,13 @@ def databases(value: Any) -> str:
     return ""
 
 
-BROKERS = ("none", "nats", "redis", "rabbitmq")
+BROKERS = ("none", "nats", "redis", "rabbitmq", "kafka")
 
 
 def events(value: Any) -> str:
     if value not in BROKERS:
         return (
             f"events {value!r} is not offered: choose none, nats (NATS JetStream), redis "
-            "(Redis Streams) or rabbitmq (RabbitMQ); Kafka comes later."
+            "(Redis Streams), rabbitmq (RabbitMQ) or kafka (Apache Kafka)."
         )
     return ""

@@ -193,6 +193,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # The same on Redis Streams.
     "events-redis": {"async_workflows": True, "events": "redis"},
     "events-rabbitmq": {"async_workflows": True, "events": "rabbitmq"},
+    "events-kafka": {"async_workflows": True, "events": "kafka"},
     # REST on gin and gRPC, below the Go thresholds (so a justification), another resource
     # with an irregular plural, another module path, MySQL without MariaDB, high schema
     # churn (so GORM, the recommendation, by default): the other branch of every choice.

@@ -2,7 +2,8 @@
 
 The suite's shared servers (.ci/postgres.sh, .ci/mariadb.sh) serve every test at once, so a
 test that takes its database down runs its own instance instead: a fresh data directory
-under a temporary directory, a free loopback port, the Debian binaries the .ci scripts use.
+under a temporary directory, a free loopback port, the Debian binaries the .ci scripts use
+(Kafka, which Debian does not package: its jars from Maven Central, cached).
 Each is a context manager that creates and starts the instance and removes everything at
 the end; stop() and start() take it down and bring it back in between.
 
@@ -13,7 +14,10 @@ the end; stop() and start() take it down and bring it back in between.
 
 from __future__ import annotations
 
+import fcntl
 import glob
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -22,6 +26,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from tests.conftest import STANDARDS
 
 PASSWORD = "cgs-test"
 
@@ -591,3 +597,153 @@ class RabbitMQServer(ProcessServer):
         """rabbitmqctl against this node."""
         return subprocess.run(["/usr/lib/rabbitmq/bin/rabbitmqctl", "-q", "-n", self.node, *args], check=True,
                               capture_output=True, text=True, timeout=60, env=self.environment()).stdout
+
+
+KAFKA_CACHE = Path.home() / ".cache" / "cgs-kafka"
+
+KAFKA_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>cgs.test</groupId>
+  <artifactId>kafka-broker</artifactId>
+  <version>0</version>
+  <dependencies>{dependencies}</dependencies>
+  <build><plugins><plugin>
+    <groupId>org.apache.maven.plugins</groupId>
+    <artifactId>maven-dependency-plugin</artifactId>
+    <version>{plugin}</version>
+  </plugin></plugins></build>
+</project>
+"""
+
+
+def kafka_libs() -> Path:
+    """The directory of the jars of the Kafka broker that extensions/standards.yml pins
+    (test_servers.kafka), fetched from Maven Central once into a cache every run shares:
+    Debian packages no Kafka. mvn copies the artifact and its runtime dependencies from a pom
+    of ours into a temporary directory, renamed into place when complete, under a lock, so
+    two test processes fetch it once and neither sees half of it."""
+    if shutil.which("java") is None:
+        raise FileNotFoundError("java not found: the Kafka broker runs on Java 17+ (apt-get install default-jre-headless)")
+    spec = STANDARDS["test_servers"]["kafka"]
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
+    home = KAFKA_CACHE / f"{spec['version']}-{key}"
+    lib = home / "lib"
+    if lib.is_dir():
+        return lib
+    if shutil.which("mvn") is None:
+        raise FileNotFoundError("mvn not found: it fetches the Kafka broker's jars (apt-get install maven)")
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "fetch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if lib.is_dir():  # fetched by another process while this one waited
+            return lib
+        work = Path(tempfile.mkdtemp(prefix="fetch-", dir=home))
+        try:
+            coordinates = [f"{spec['maven']}:{spec['version']}", spec["logger"]]
+            deps = "".join(f"<dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version></dependency>"
+                           for g, a, v in (c.split(":") for c in coordinates))
+            (work / "pom.xml").write_text(KAFKA_POM.format(dependencies=deps, plugin=spec["fetch_plugin"]))
+            proc = subprocess.run(["mvn", "-q", "-B", "-f", str(work / "pom.xml"), "dependency:copy-dependencies",
+                                   "-DincludeScope=runtime", f"-DoutputDirectory={work / 'lib'}"],
+                                  capture_output=True, text=True, timeout=900)
+            if proc.returncode != 0:
+                raise RuntimeError(f"mvn could not fetch {', '.join(coordinates)}:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+            (work / "lib").rename(lib)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return lib
+
+
+class KafkaServer(ProcessServer):
+    """An Apache Kafka broker of its own (the jars kafka_libs() fetches, on the machine's
+    Java): one node in KRaft mode, broker and controller in one process, on 127.0.0.1 and two
+    free ports (clients', the controller's), its log directories under a temporary
+    directory that outlives stop()/start() (a restarted broker keeps its topics and the
+    groups' committed offsets). url is the bootstrap server list a Kafka client takes."""
+
+    def __init__(self) -> None:
+        self.lib = kafka_libs()
+        self.port, self.controller = free_port(), free_port()
+        self.base = Path(tempfile.mkdtemp(prefix="cgs-kafka-", dir="/tmp"))
+        self.url = f"127.0.0.1:{self.port}"
+        self.name = "kafka"
+        self.config = self.base / "server.properties"
+        self.config.write_text(self._properties())
+        try:
+            self._format()
+        except BaseException:
+            shutil.rmtree(self.base, ignore_errors=True)
+            raise
+
+    def _properties(self) -> str:
+        # Production-like where the tests look (durable topics, committed offsets, no topic
+        # made by a client's metadata request: the service must create its topic), small
+        # where they do not: one partition for the groups' offsets instead of 50 and few
+        # threads, on a 2-core machine.
+        return "\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{self.controller}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={self.base / 'data'}",
+            "num.partitions=3",
+            "auto.create.topics.enable=false",
+            "offsets.topic.num.partitions=1",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.num.partitions=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "num.network.threads=2",
+            "num.io.threads=2",
+            "num.recovery.threads.per.data.dir=1",
+            "",
+        ])
+
+    def _java(self, main: str, *args: str, log: Path | None = None) -> list[str]:
+        # A small heap and the serial collector: a test broker's load, on few cores. Its log
+        # (slf4j-simple) goes to log, or stderr.
+        logging = [f"-Dorg.slf4j.simpleLogger.logFile={log}"] if log else []
+        return ["java", "-Xms64m", "-Xmx512m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
+                "-Dorg.slf4j.simpleLogger.showDateTime=true", *logging, "-cp", f"{self.lib}/*", main, *args]
+
+    def _format(self) -> None:
+        """Format the log directories once, as a new cluster's (kafka-storage.sh format)."""
+        def tool(*args: str) -> str:
+            proc = subprocess.run(self._java("kafka.tools.StorageTool", *args), capture_output=True, text=True, timeout=120)
+            if proc.returncode != 0:
+                raise RuntimeError(f"kafka-storage {args[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+            return proc.stdout.strip()
+
+        cluster = tool("random-uuid").splitlines()[-1]
+        tool("format", "-t", cluster, "-c", str(self.config))
+
+    def command(self, log: Path) -> list[str]:
+        return self._java("kafka.Kafka", str(self.config), log=log)
+
+    def _healthy(self) -> bool:
+        """Ready when a metadata request names this broker: its port accepts connections
+        before the broker has joined the quorum and serves requests."""
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+
+        try:
+            return bool(AdminClient({"bootstrap.servers": self.url, "log_level": 0}).list_topics(timeout=2).brokers)
+        except KafkaException:  # not answering yet
+            return False
+
+    def start(self, timeout: float = 90) -> None:
+        super().start(timeout=timeout)
+
+    def stop(self, timeout: float = 60) -> None:
+        """Stop the broker (SIGTERM: a controlled shutdown, which flushes its logs and can
+        take seconds); killed if it does not exit in time."""
+        super().stop(timeout=timeout)

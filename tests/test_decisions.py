@@ -107,16 +107,35 @@ def test_events_recommendation_follows_async_workflows():
     assert d.events(False).choice == "none" and "synchronous" in d.events(False).reason
 
 
-@pytest.mark.parametrize("broker", ["none", "nats", "redis", "rabbitmq"])
+def test_events_recommendation_is_kafka_from_the_standard_event_rate():
+    threshold = STD["events"]["kafka_events_per_s"]
+    assert d.events(True, threshold - 1, STD).choice == "nats"
+    kafka = d.events(True, threshold, STD)
+    assert kafka.choice == "kafka" and f"{threshold:,}" in kafka.reason and "partition" in kafka.reason
+    assert d.events(False, threshold * 10, STD).choice == "none"  # no asynchronous workflows, no events
+    with pytest.raises(ValueError, match="events_per_s must be at least 0"):
+        d.events(True, -1, STD)
+    answers = dict(peak_rps=80_000, p99_ms=50, packets_per_s=0, cpu_bound=False, exposure="external",
+                   schema_churn="low", go_version="1.26", resource="item", async_workflows=True)
+    assert d.plan({**answers, "events_per_s": threshold}, STD)["events"]["chosen"] == "kafka"
+    assert d.plan(answers, STD)["events"]["chosen"] == "nats"
+
+
+@pytest.mark.parametrize("broker", ["none", "nats", "redis", "rabbitmq", "kafka"])
 def test_events_flags(broker):
     flags = d.events_flags(broker)
     assert flags["broker"] == broker and flags["events"] == (broker != "none") and flags["nats"] == (broker == "nats")
     assert flags["redis"] == (broker == "redis") and flags["rabbitmq"] == (broker == "rabbitmq")
+    assert flags["kafka"] == (broker == "kafka")
+    # What the broker's configuration has: a retention for the brokers that keep events, an
+    # ack wait for those that redeliver what is not acked in time.
+    assert flags["retention"] == (broker in ("nats", "redis", "kafka"))
+    assert flags["ack_wait"] == (broker in ("nats", "redis"))
 
 
 def test_events_flags_refuse_brokers_not_offered():
-    with pytest.raises(ValueError, match="events must be one of none, nats, redis, rabbitmq"):
-        d.events_flags("kafka")
+    with pytest.raises(ValueError, match="events must be one of none, nats, redis, rabbitmq, kafka"):
+        d.events_flags("pulsar")
 
 
 def test_the_events_answer_overrides_the_recommendation_and_picks_the_client():
@@ -138,6 +157,8 @@ def test_the_events_answer_overrides_the_recommendation_and_picks_the_client():
     rabbit = d.plan({**answers, "async_workflows": True, "events": "rabbitmq"}, STD)
     assert rabbit["on"]["rabbitmq"] and not rabbit["on"]["nats"] and not rabbit["on"]["redis"]
     assert "github.com/rabbitmq/amqp091-go" in paths(rabbit) and "github.com/nats-io/nats.go" not in paths(rabbit)
+    kafka = d.plan({**answers, "async_workflows": True, "events": "kafka"}, STD)
+    assert kafka["on"]["kafka"] and {"github.com/twmb/franz-go", "github.com/twmb/franz-go/pkg/kadm"} <= paths(kafka)
     declined = d.plan({**answers, "async_workflows": True, "events": "none"}, STD)
     assert declined["events"]["overridden"] and not declined["flags"]["events"]
 
@@ -291,7 +312,7 @@ def test_plan_has_every_decision():
     assert not d.database_flags(["sqlite"])["server"] and d.database_flags(["mariadb", "sqlite"])["server"]
     assert plan["flags"] == {"rest": True, "grpc": False, "chi": True, "gin": False, "router": "chi",
                              "events": False, "nats": False, "redis": False, "rabbitmq": False,
-                             "broker": "none"}
+                             "kafka": False, "broker": "none", "retention": False, "ack_wait": False}
     assert plan["codegen"] == {"sqlc": True, "protobuf": False, "any": True}
     assert not d.plan({**answers, "data_layer": "gorm"}, STD)["codegen"]["any"]
 
@@ -394,9 +415,9 @@ def test_databases_validator():
 
 
 def test_events_validator_names_the_question_and_the_choices():
-    assert all(v.events(b) == "" for b in ("none", "nats", "redis", "rabbitmq"))
-    msg = v.events("kafka")
-    assert msg.startswith("events 'kafka'") and "none, nats (NATS JetStream), redis (Redis Streams) or rabbitmq" in msg
+    assert all(v.events(b) == "" for b in ("none", "nats", "redis", "rabbitmq", "kafka"))
+    msg = v.events("pulsar")
+    assert msg.startswith("events 'pulsar'") and "rabbitmq (RabbitMQ) or kafka (Apache Kafka)" in msg
 
 
 DECISION_KEYS = {"recommended", "chosen", "overridden", "reason", "numbers"}

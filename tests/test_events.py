@@ -1,8 +1,8 @@
 """Events (issue 14): the transactional outbox, its relay and the example consumer, on the
 built binary, from outside, on each broker: a private nats-server with JetStream, a
-private redis-server and a private RabbitMQ node (tests/servers.py); tests/brokers.py reads
-the stream (on RabbitMQ, a queue of the tests bound for every event) back with each broker's
-Python client.
+private redis-server, a private RabbitMQ node and a private Apache Kafka broker
+(tests/servers.py); tests/brokers.py reads the stream (on RabbitMQ, a queue of the tests
+bound for every event; on Kafka, the topic) back with each broker's Python client.
 
 - 200 creates, then updates and deletes of some of them: exactly one event per change
   arrives, each resource's in version order, deduplicated by event ID (Nats-Msg-Id).
@@ -79,17 +79,26 @@ RELAY_ENV = {  # quick polling and a short backoff cap, so the test waits little
 BROKERS = list(brokers.VARIANTS)
 
 
-def wait_for_messages(broker: Broker, want: int, timeout: float = 60) -> list[dict]:
+def wait_for_messages(broker: Broker, want: int, timeout: float = 60, duplicates: bool = False) -> list[dict]:
+    """The stream's messages once it holds want events, each once (with duplicates, want
+    distinct events: the first message of each)."""
+    def read() -> list[dict]:
+        got = broker.messages()
+        if not duplicates:
+            return got
+        seen: set[str] = set()
+        return [m for m in got if m["event"]["id"] not in seen and not seen.add(m["event"]["id"])]
+
     deadline = time.monotonic() + timeout
     got: list[dict] = []
     while time.monotonic() < deadline:
-        got = broker.messages()
+        got = read()
         if len(got) >= want:
             break
         time.sleep(0.25)
     assert len(got) == want, f"{len(got)} events in the stream, want {want}"
     time.sleep(1)  # nothing more arrives: no duplicates published late
-    got = broker.messages()
+    got = read()
     assert len(got) == want, f"{len(got)} events in the stream after a second, want {want}"
     return got
 
@@ -216,7 +225,8 @@ def test_every_change_is_published_once_in_order_per_resource(setup, engine, req
         assert labeled(svc, "events_consume_failures_total", consumer=consumer) == 0
         wait_until("the consumer's lag is 0", lambda: labeled(svc, "events_consumer_lag_messages", consumer=consumer) == 0,
                    timeout=10)
-        assert broker.unacknowledged(consumer) == 0
+        # RabbitMQ does not confirm acks: the last ones may still be on their way.
+        wait_until("nothing is left unacknowledged", lambda: broker.unacknowledged(consumer) == 0, timeout=10)
     finally:
         assert svc.stop() == 0
 
@@ -246,7 +256,7 @@ def test_broker_outage_delays_events_never_requests(setup, tmp_path):
         assert metric(svc, "outbox_oldest_pending_age_seconds") > 0
         broker.start()
         t1 = time.monotonic()
-        messages = wait_for_messages(broker, len(before) + len(during))
+        messages = wait_for_messages(broker, len(before) + len(during), duplicates=not broker.no_late_duplicates)
         print(f"\n{broker.kind}: broker outage {OUTAGE_S:g} s: {len(during)} creates, every one 201; backlog peaked at "
               f"{max(backlog):g}; all delivered {time.monotonic() - t1 - 1:.1f} s after the broker returned")
         versions = check_events(broker, messages)
@@ -342,13 +352,19 @@ def test_sigterm_mid_stream_acks_nothing_unprocessed(setup, tmp_path):
         wait_until("the rest is processed", lambda: len(query(url, "SELECT event_id FROM inbox")) == total, timeout=120)
         second = labeled(svc, "events_consumed_total", consumer=consumer, result="processed")
         assert second == total - len(processed), (second, total, len(processed))
-        # What the first run processed it also acked: nothing comes again as a duplicate.
-        assert labeled(svc, "events_consumed_total", consumer=consumer, result="duplicate") == 0
+        duplicates = labeled(svc, "events_consumed_total", consumer=consumer, result="duplicate")
+        if broker.per_message_acks:
+            # What the first run processed it also acked: nothing comes again as a duplicate.
+            assert duplicates == 0
+        else:
+            # Kafka commits an offset: what the first run processed after a record it gave back
+            # (in the same partition) comes again, and exactly that is skipped by the inbox.
+            assert duplicates == len(processed - set(acked)), (duplicates, len(processed), len(acked))
         rows = {r[0]: (r[1], r[2]) for r in query(url, "SELECT item_id, changes, last_version FROM item_activity")}
         assert all(rows[r] == (BACKLOG_VERSIONS, BACKLOG_VERSIONS) for r in resources)
         wait_until("nothing is left unacknowledged", lambda: broker.unacknowledged(consumer) == 0, timeout=10)
         print(f"\n{broker.kind}: SIGTERM after {len(processed)} of {total} events: stopped in {stopped_in:.2f} s, "
-              f"{len(acked)} acknowledged; the next start processed the other {second:g}, no duplicates")
+              f"{len(acked)} acknowledged; the next start processed the other {second:g}, {duplicates:g} duplicates skipped")
     finally:
         assert svc.stop() == 0
 
@@ -366,7 +382,9 @@ def test_publish_latency_and_throughput(setup, engine, request, tmp_path):
     them. The test checks only that every event arrived."""
     broker, binary, _ = setup
     dsn = request.getfixturevalue("postgres_dsn") if engine == "postgresql" else None
-    env = {"REQUEST_TIMEOUT": "2s", "HTTP_WRITE_TIMEOUT": "3s", "DB_STATEMENT_TIMEOUT": "2s"}
+    # Generous deadlines: on 2 cores the broker (Kafka's JVM most of all) competes with the
+    # service and SQLite's single writer for the burst; the test reports rates, never fails on them.
+    env = {"REQUEST_TIMEOUT": "5s", "HTTP_WRITE_TIMEOUT": "6s", "DB_STATEMENT_TIMEOUT": "5s"}
     svc = Service(binary, base_env(DB_TYPE=engine, DATABASE_URL=database(engine, tmp_path, dsn),
                                    EVENTS_BROKER_URL=broker.url, **env))
     svc.wait_listening().wait_ready()

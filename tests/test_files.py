@@ -145,6 +145,7 @@ OPTION_FILES = {
     "async_workflows": ({"async_workflows": True}, events_files("nats"), set()),  # NATS becomes the default
     "events=redis": ({"events": "redis"}, events_files("redis"), set()),
     "events=rabbitmq": ({"events": "rabbitmq"}, events_files("rabbitmq"), set()),
+    "events=kafka": ({"events": "kafka"}, events_files("kafka"), set()),
     "go not justified": ({"peak_rps": 500, "p99_ms": 150, "go_justification": "The team runs only Go services here."}, set(), set()),
 }
 
