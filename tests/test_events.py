@@ -159,6 +159,12 @@ def start(binary, url: str, engine: str, broker: Broker, **env: str) -> Service:
     return svc.wait_listening().wait_ready()
 
 
+def stop(svc: Service) -> None:
+    """SIGTERM the service; it must exit 0 (the end of its output in the failure, a panic's too)."""
+    rc = svc.stop()
+    assert rc == 0, f"the service exited {rc}:\n" + "".join(svc.raw[-80:])
+
+
 def database(engine: str, tmp_path, postgres_dsn: str | None) -> str:
     return f"file:{tmp_path}/events.db" if engine == "sqlite" else fresh_database(postgres_dsn)
 
@@ -228,7 +234,7 @@ def test_every_change_is_published_once_in_order_per_resource(setup, engine, req
         # RabbitMQ does not confirm acks: the last ones may still be on their way.
         wait_until("nothing is left unacknowledged", lambda: broker.unacknowledged(consumer) == 0, timeout=10)
     finally:
-        assert svc.stop() == 0
+        stop(svc)
 
 
 OUTAGE_S = 10.0
@@ -265,7 +271,7 @@ def test_broker_outage_delays_events_never_requests(setup, tmp_path):
         wait_until("the consumer processed every event", lambda: labeled(
             svc, "events_consumed_total", consumer=consumer, result="processed") == len(before) + len(during))
     finally:
-        assert svc.stop() == 0
+        stop(svc)
 
 
 def event(resource_id: str, version: int, typ: str = "item.created") -> dict:
@@ -310,7 +316,7 @@ def test_poison_messages_become_dead_letters(setup, postgres_dsn):
         assert len(dead) == 2 and dead[1]["event_id"] == poison["id"] and dead[1]["attempts"] == MAX_ATTEMPTS
         wait_until("nothing is left unacknowledged", lambda: broker.unacknowledged(consumer) == 0, timeout=10)
     finally:
-        assert svc.stop() == 0
+        stop(svc)
 
 
 BACKLOG_RESOURCES, BACKLOG_VERSIONS = 300, 10
@@ -330,7 +336,7 @@ def test_sigterm_mid_stream_acks_nothing_unprocessed(setup, tmp_path):
     svc = start(binary, url, "sqlite", broker, EVENTS_CONSUMER_ENABLED="false")
     create(svc.api, "makes the stream")
     wait_for_messages(broker, 1)
-    assert svc.stop() == 0
+    stop(svc)
     broker.publish([(e["type"], json.dumps(e).encode()) for e in backlog])
     total = len(backlog) + 1
 
@@ -338,7 +344,7 @@ def test_sigterm_mid_stream_acks_nothing_unprocessed(setup, tmp_path):
     wait_until("a tenth of the backlog is processed", lambda: labeled(
         svc, "events_consumed_total", consumer=consumer, result="processed") >= total / 10, timeout=60)
     t0 = time.monotonic()
-    assert svc.stop() == 0
+    stop(svc)
     stopped_in = time.monotonic() - t0
     assert sum(1 for line in svc.lines if line.get("msg") == "events: consumer drained") == 1, \
         "the consumer did not say it drained"
@@ -366,7 +372,7 @@ def test_sigterm_mid_stream_acks_nothing_unprocessed(setup, tmp_path):
         print(f"\n{broker.kind}: SIGTERM after {len(processed)} of {total} events: stopped in {stopped_in:.2f} s, "
               f"{len(acked)} acknowledged; the next start processed the other {second:g}, {duplicates:g} duplicates skipped")
     finally:
-        assert svc.stop() == 0
+        stop(svc)
 
 
 LATENCY_CREATES, LATENCY_RATE = 300, 50
@@ -422,7 +428,7 @@ def test_publish_latency_and_throughput(setup, engine, request, tmp_path):
               f"(the last event {1000 * (last - t2):+.0f} ms from the last 201)")
     finally:
         sub.close()
-        assert svc.stop() == 0
+        stop(svc)
 
 
 def test_redis_that_lost_its_data_gets_the_group_back(projects, binaries, tmp_path):
@@ -445,7 +451,7 @@ def test_redis_that_lost_its_data_gets_the_group_back(projects, binaries, tmp_pa
                 svc, "events_consumed_total", consumer=consumer, result="processed") == len(first) + len(later))
             assert broker.unacknowledged(consumer) == 0
         finally:
-            assert svc.stop() == 0
+            stop(svc)
 
 
 def test_rabbitmq_keeps_events_no_queue_is_bound_for(projects, binaries, tmp_path):
@@ -468,4 +474,4 @@ def test_rabbitmq_keeps_events_no_queue_is_bound_for(projects, binaries, tmp_pat
             assert set(check_events(broker, messages)) == set(ids)
             wait_until("the backlog is empty", lambda: metric(svc, "outbox_backlog_events") == 0, timeout=10)
         finally:
-            assert svc.stop() == 0
+            stop(svc)
